@@ -1,0 +1,1 @@
+"""Ingestion tracker: tracks document-ingestion jobs of a knowledge-base backend."""

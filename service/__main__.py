@@ -1,0 +1,5 @@
+"""Allow ``python -m service``."""
+
+from service.cli import main
+
+raise SystemExit(main())

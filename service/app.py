@@ -1,0 +1,157 @@
+"""Application factory: wires stores, routes, the retry dispatcher and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import structlog
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Scope
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.config import Settings, load_settings
+from service.errors import EXCEPTION_HANDLERS
+from service.events.controller import WorkerController
+from service.health import health
+from service.http.middleware import request_logging
+from service.jobs.controller import CollectionJobsController
+from service.jobs.store import JobStore
+from service.logging import configure_logging
+from service.retries.dispatcher import RetryDispatcher
+from service.retries.forwarding import BackendForwarder
+from service.retries.store import RetryStore
+from service.store import migrate
+from service.store.engine import create_engine
+
+logger = structlog.get_logger(__name__)
+
+VERSION = "0.1.0"
+
+
+def _provide(name: str) -> Provide:
+    def provider(state: State) -> Any:
+        return state[name]
+
+    return Provide(provider, sync_to_thread=False)
+
+
+def _start_dispatcher(app: Litestar, engine: AsyncEngine) -> asyncio.Task[None] | None:
+    settings: Settings = app.state.settings
+    app.state.dispatcher = None
+    if settings.backend_url is None:
+        logger.warning(
+            "retry_forwarding_disabled", reason="TRACKER_BACKEND_URL is not set"
+        )
+        return None
+    client = httpx.AsyncClient(
+        timeout=settings.backend_timeout_seconds,
+        transport=app.state.get("backend_transport"),
+    )
+    app.state.backend_client = client
+    dispatcher = RetryDispatcher(
+        RetryStore(engine),
+        BackendForwarder(client, settings.backend_url, settings.backend_token),
+        backoff_seconds=settings.retry_backoff_seconds,
+        backoff_max_seconds=settings.retry_backoff_max_seconds,
+        max_tries=settings.retry_max_tries,
+        poll_seconds=settings.dispatch_interval_seconds,
+        request_timeout_seconds=settings.backend_timeout_seconds,
+    )
+    app.state.dispatcher = dispatcher
+    return asyncio.create_task(dispatcher.run(), name="retry-dispatcher")
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Open the database, migrate it, run the dispatcher; undo all of it on shutdown."""
+    settings: Settings = app.state.settings
+    if settings.database_url is None:
+        raise RuntimeError(
+            "DATABASE_URL is not set; start the service with `ingestion-tracker serve`"
+        )
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    await migrate.upgrade(engine)
+    app.state.engine = engine
+    app.state.jobs = JobStore(engine)
+    app.state.retries = RetryStore(engine)
+    task = _start_dispatcher(app, engine)
+    logger.info(
+        "service_started",
+        auth="enabled"
+        if settings.auth_enabled
+        else "disabled (loopback only, no tokens set)",
+        retry_forwarding=settings.backend_url is not None,
+    )
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await app.state.backend_client.aclose()
+        await engine.dispose()
+        logger.info("service_stopped")
+
+
+def _log_unhandled(exc: Exception, scope: Scope) -> None:
+    if not getattr(exc, "status_code", 500) < 500:
+        logger.error("request_failed", path=scope.get("path"), exc_info=exc)
+
+
+def create_app(
+    settings: Settings, *, backend_transport: httpx.AsyncBaseTransport | None = None
+) -> Litestar:
+    """Build the application; ``backend_transport`` stands in for the backend."""
+    openapi = OpenAPIConfig(
+        title="Ingestion tracker",
+        version=VERSION,
+        description=(
+            "Tracks asynchronous document-ingestion jobs of a knowledge-base backend."
+        ),
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+        ),
+        security=[{"bearer": []}],
+    )
+    cors = (
+        CORSConfig(allow_origins=list(settings.cors_origins))
+        if settings.cors_origins
+        else None
+    )
+    return Litestar(
+        route_handlers=[CollectionJobsController, WorkerController, health],
+        dependencies={
+            "engine": _provide("engine"),
+            "jobs": _provide("jobs"),
+            "retries": _provide("retries"),
+        },
+        state=State({"settings": settings, "backend_transport": backend_transport}),
+        lifespan=[lifespan],
+        middleware=[request_logging],
+        exception_handlers=EXCEPTION_HANDLERS,
+        after_exception=[_log_unhandled],
+        openapi_config=openapi,
+        cors_config=cors,
+        request_max_body_size=settings.max_body_bytes,
+        logging_config=None,
+    )
+
+
+def app_from_environment() -> Litestar:
+    """Build the application from environment variables (ASGI factory mode)."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

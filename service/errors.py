@@ -1,0 +1,172 @@
+"""Domain errors and their one mapping to HTTP answers ``{status_code, detail}``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+logger = structlog.get_logger(__name__)
+
+
+class TrackerError(Exception):
+    """Base of every error the service answers with a 4xx or 503."""
+
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(TrackerError):
+    """A request value is outside what the endpoint allows."""
+
+    status_code = 400
+
+
+class JobNotFound(TrackerError):
+    """No job with this id, or not in the collection named by the path."""
+
+    status_code = 404
+
+    def __init__(self, job_id: int, collection_id: int | None = None) -> None:
+        where = "" if collection_id is None else f" in collection {collection_id}"
+        super().__init__(f"Ingestion job {job_id} not found{where}")
+        self.job_id = job_id
+
+
+class StateConflict(TrackerError):
+    """The job's current status does not allow the requested action."""
+
+    status_code = 409
+
+
+class ServiceUnavailable(TrackerError):
+    """A dependency (the database, the backend configuration) is not available."""
+
+    status_code = 503
+
+
+# Allowed values of enumerated request fields, for messages about a bad value.
+ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
+    "type": (
+        "started",
+        "progress",
+        "heartbeat",
+        "completed",
+        "failed",
+        "cancelled",
+        "deleted",
+    ),
+    "source": ("file", "url", "base"),
+    "status": ("pending", "processing"),
+    "sort_by": (
+        "created_at",
+        "updated_at",
+        "status",
+        "original_filename",
+        "file_size",
+        "processing_started_at",
+    ),
+    "sort_order": ("asc", "desc"),
+}
+
+_PATH_IN_MESSAGE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _describe(item: dict[str, Any]) -> str:
+    """Turn one Litestar/msgspec validation item into a sentence naming the field."""
+    message = str(item.get("message", "invalid value"))
+    key = item.get("key")
+    source = item.get("source")
+    match = _PATH_IN_MESSAGE.search(message)
+    if match:
+        field = match.group("path").lstrip(".") or "body"
+        message = message[: match.start()]
+    elif key:
+        field = f"{source} parameter {key}" if source in {"query", "path"} else str(key)
+    else:
+        field = "body"
+    text = f"Invalid {field}: {message}"
+    name = field.rsplit(".", 1)[-1].rsplit(" ", 1)[-1]
+    if "enum value" in message and name in ALLOWED_VALUES:
+        text += "; allowed values: " + ", ".join(ALLOWED_VALUES[name])
+    return text
+
+
+def _body(status_code: int, detail: str) -> dict[str, Any]:
+    return {"status_code": status_code, "detail": detail}
+
+
+def handle_tracker_error(
+    request: Request[Any, Any, Any], exc: TrackerError
+) -> Response[Any]:
+    """Render a domain error."""
+    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+    return Response(
+        _body(exc.status_code, exc.detail),
+        status_code=exc.status_code,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def handle_validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Any]:
+    """Render a validation failure with every bad field named in ``detail``."""
+    items = exc.extra if isinstance(exc.extra, list) else []
+    sentences = [_describe(item) for item in items if isinstance(item, dict)]
+    detail = "; ".join(sentences) if sentences else str(exc.detail)
+    logger.info("request_rejected", path=request.url.path, detail=detail)
+    return Response(_body(400, detail), status_code=400, media_type=MediaType.JSON)
+
+
+def handle_http_error(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[Any]:
+    """Render Litestar's own HTTP errors (401, 403, 404, 405, 413) in one shape."""
+    return Response(
+        _body(exc.status_code, str(exc.detail)),
+        status_code=exc.status_code,
+        media_type=MediaType.JSON,
+        headers=exc.headers,
+    )
+
+
+def handle_database_error(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[Any]:
+    """Answer 503 when PostgreSQL is unreachable; any other database error is a 500."""
+    unreachable = isinstance(
+        exc, OperationalError | InterfaceError | PoolTimeoutError | OSError
+    )
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        unreachable = True
+    if unreachable:
+        logger.warning("database_unavailable", path=request.url.path, error=str(exc))
+        return handle_tracker_error(
+            request,
+            ServiceUnavailable("The database is unavailable; try again shortly"),
+        )
+    logger.error("database_error", path=request.url.path, exc_info=exc)
+    return Response(
+        _body(500, "Internal server error"), status_code=500, media_type=MediaType.JSON
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    TrackerError: handle_tracker_error,
+    ValidationException: handle_validation_error,
+    HTTPException: handle_http_error,
+    DBAPIError: handle_database_error,
+    PoolTimeoutError: handle_database_error,
+    OSError: handle_database_error,
+}

@@ -1,0 +1,1 @@
+"""Worker events: the conditional updates that move a job through its lifecycle."""

@@ -1,0 +1,105 @@
+"""Worker endpoints: register a job and report its events, one or many at once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service.auth import require_scope
+from service.errors import JobNotFound, StateConflict
+from service.events.schemas import (
+    BatchEvent,
+    BatchItemResult,
+    BatchResult,
+    Event,
+    EventBatch,
+    EventResult,
+)
+from service.events.store import apply_event
+from service.jobs.records import job_from_row
+from service.jobs.schemas import Job, JobCreate
+from service.jobs.store import JobStore
+from service.limits import BIGINT_MAX
+
+JobId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX, description="Ingestion job id.")]
+
+
+class WorkerController(Controller):
+    """What a backend and its workers send."""
+
+    guards = [require_scope("worker")]  # noqa: RUF012 - Litestar reads this class attribute
+    tags = ["worker"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @post(
+        "/ingestion-jobs",
+        summary="Register a job",
+        description="201 with a new job; 200 with the existing one when the collection "
+        "already has a job with this external_id.",
+        responses={
+            200: ResponseSpec(
+                Job, description="The job already registered under external_id."
+            )
+        },
+    )
+    async def register(self, jobs: JobStore, data: JobCreate) -> Response[Job]:
+        job, created = await jobs.register(data)
+        return Response(job, status_code=201 if created else 200)
+
+    @post(
+        "/ingestion-jobs/{job_id:int}/events",
+        status_code=200,
+        summary="Report one event",
+    )
+    async def report_event(
+        self, engine: AsyncEngine, job_id: JobId, data: Event
+    ) -> EventResult:
+        async with engine.begin() as connection:
+            outcome = await apply_event(connection, job_id, data)
+        return EventResult(
+            applied=outcome.applied,
+            reason=outcome.reason,
+            cancel_requested=outcome.cancel_requested,
+            job=job_from_row(outcome.row),
+        )
+
+    @post("/ingestion-events", status_code=200, summary="Report events of many jobs")
+    async def report_events(self, engine: AsyncEngine, data: EventBatch) -> BatchResult:
+        results: list[BatchItemResult] = []
+        async with engine.begin() as connection:
+            for event in data.events:
+                results.append(await _apply_in_batch(connection, event))
+        return BatchResult(results=results)
+
+
+async def _apply_in_batch(
+    connection: AsyncConnection, event: BatchEvent
+) -> BatchItemResult:
+    """Apply one event of a batch; an unknown job or attempt fails only that event."""
+    try:
+        outcome = await apply_event(connection, event.job_id, event)
+    except JobNotFound as exc:
+        return BatchItemResult(
+            job_id=event.job_id,
+            applied=False,
+            reason="not_found",
+            cancel_requested=False,
+            detail=exc.detail,
+        )
+    except StateConflict as exc:
+        return BatchItemResult(
+            job_id=event.job_id,
+            applied=False,
+            reason="attempt_ahead",
+            cancel_requested=False,
+            detail=exc.detail,
+        )
+    return BatchItemResult(
+        job_id=event.job_id,
+        applied=outcome.applied,
+        reason=outcome.reason,
+        cancel_requested=outcome.cancel_requested,
+    )

@@ -1,0 +1,39 @@
+"""Liveness of the service and its database."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import sqlalchemy as sa
+import structlog
+from litestar import Response, get
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+logger = structlog.get_logger(__name__)
+
+PING_TIMEOUT_SECONDS = 3.0
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """Whether the service can reach its database."""
+
+    status: str
+    database: str
+
+
+@get("/health", tags=["health"], summary="Check the service and its database")
+async def health(engine: AsyncEngine) -> Response[Health]:
+    """Answer 200 when PostgreSQL answers a query, 503 when it does not."""
+    try:
+        async with (
+            asyncio.timeout(PING_TIMEOUT_SECONDS),
+            engine.connect() as connection,
+        ):
+            await connection.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        logger.warning("health_check_failed", error=f"{type(exc).__name__}: {exc}")
+        return Response(
+            Health(status="unavailable", database="unreachable"), status_code=503
+        )
+    return Response(Health(status="ok", database="ok"), status_code=200)

@@ -1,0 +1,1 @@
+"""Ingestion jobs: registration, queries, retry and cancel."""

@@ -1,0 +1,129 @@
+"""Frontend endpoints: list, read, summarise, retry and cancel a collection's jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import Body, Parameter
+
+from service.auth import require_scope
+from service.errors import InvalidInput, ServiceUnavailable
+from service.jobs.schemas import (
+    JOB_STATUSES,
+    CollectionStatus,
+    Id,
+    Job,
+    JobPage,
+    JobStatus,
+    RetryRequest,
+    SortField,
+    SortOrder,
+)
+from service.jobs.store import JobStore
+from service.limits import BIGINT_MAX
+from service.retries.store import RetryStore
+
+CollectionId = Annotated[
+    int, Parameter(ge=1, le=BIGINT_MAX, description="Collection id.")
+]
+JobId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX, description="Ingestion job id.")]
+
+
+def parse_statuses(values: list[str] | None) -> list[JobStatus]:
+    """Read ``status`` given once comma-separated, repeated, or both."""
+    statuses: list[JobStatus] = []
+    for value in values or []:
+        for name in value.split(","):
+            name = name.strip()
+            if not name:
+                continue
+            if name not in JOB_STATUSES:
+                raise InvalidInput(
+                    f"Invalid query parameter status: {name!r} is not a job status; "
+                    f"allowed values: {', '.join(JOB_STATUSES)}"
+                )
+            statuses.append(name)
+    return statuses
+
+
+class CollectionJobsController(Controller):
+    """Jobs of one collection, as a frontend reads and steers them."""
+
+    path = "/collections/{collection_id:int}"
+    guards = [require_scope("api")]  # noqa: RUF012 - Litestar reads this class attribute
+    tags = ["jobs"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @get("/ingestion-jobs", summary="List a collection's ingestion jobs")
+    async def list_jobs(
+        self,
+        jobs: JobStore,
+        collection_id: CollectionId,
+        status: Annotated[
+            list[str] | None,
+            Parameter(description="One status, several comma-separated, or repeated."),
+        ] = None,
+        limit: Annotated[int, Parameter(ge=1, le=200, description="Page size.")] = 50,
+        offset: Annotated[
+            int, Parameter(ge=0, le=BIGINT_MAX, description="Jobs to skip.")
+        ] = 0,
+        sort_by: SortField = "created_at",
+        sort_order: SortOrder = "desc",
+    ) -> JobPage:
+        return await jobs.list(
+            collection_id,
+            statuses=parse_statuses(status),
+            limit=limit,
+            offset=offset,
+            sort_by=sort_by,
+            sort_order=sort_order,
+        )
+
+    @get("/ingestion-jobs/{job_id:int}", summary="Read one ingestion job")
+    async def get_job(
+        self, jobs: JobStore, collection_id: CollectionId, job_id: JobId
+    ) -> Job:
+        return await jobs.get(collection_id, job_id)
+
+    @get("/ingestion-status", summary="Summarise a collection's ingestion")
+    async def get_status(
+        self, jobs: JobStore, collection_id: CollectionId
+    ) -> CollectionStatus:
+        return await jobs.summary(collection_id)
+
+    @post(
+        "/ingestion-jobs/{job_id:int}/retry",
+        status_code=200,
+        summary="Retry a failed job",
+    )
+    async def retry_job(
+        self,
+        request: Request[Any, Any, Any],
+        retries: RetryStore,
+        collection_id: CollectionId,
+        job_id: JobId,
+        data: Annotated[
+            RetryRequest | None, Body(description="Optional overrides.")
+        ] = None,
+    ) -> Job:
+        dispatcher = request.app.state.dispatcher
+        if dispatcher is None:
+            raise ServiceUnavailable(
+                "Retries cannot be forwarded: TRACKER_BACKEND_URL is not set on the "
+                "tracker"
+            )
+        overrides = data.override_params if data is not None else None
+        job = await retries.request_retry(collection_id, job_id, overrides)
+        dispatcher.wake()
+        return job
+
+    @post(
+        "/ingestion-jobs/{job_id:int}/cancel", status_code=200, summary="Cancel a job"
+    )
+    async def cancel_job(
+        self, jobs: JobStore, collection_id: CollectionId, job_id: JobId
+    ) -> Job:
+        return await jobs.cancel(collection_id, job_id)
+
+
+__all__ = ["CollectionJobsController", "Id"]

@@ -1,0 +1,142 @@
+"""Request and response types of the job endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from service.limits import BIGINT_MAX
+
+JobStatus = Literal[
+    "pending", "processing", "completed", "failed", "cancelled", "deleted"
+]
+JobSource = Literal["file", "url", "base"]
+SortField = Literal[
+    "created_at",
+    "updated_at",
+    "status",
+    "original_filename",
+    "file_size",
+    "processing_started_at",
+]
+SortOrder = Literal["asc", "desc"]
+
+JOB_STATUSES: tuple[JobStatus, ...] = (
+    "pending",
+    "processing",
+    "completed",
+    "failed",
+    "cancelled",
+    "deleted",
+)
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
+    {"completed", "failed", "cancelled", "deleted"}
+)
+
+Id = Annotated[
+    int, Meta(ge=1, le=BIGINT_MAX, description="A positive 64-bit integer id.")
+]
+ShortText = Annotated[str, Meta(max_length=255)]
+PathText = Annotated[str, Meta(max_length=4096)]
+
+
+class Progress(msgspec.Struct, kw_only=True):
+    """Progress of the current attempt."""
+
+    current: int
+    total: int
+    percentage: float
+    message: str | None
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """An ingestion job as the tracker stores it."""
+
+    id: int
+    job_id: int
+    collection_id: int
+    collection_name: str | None
+    owner: str | None
+    original_filename: str | None
+    file_path: str | None
+    file_url: str | None
+    file_size: int | None
+    content_type: str | None
+    plugin_name: str
+    plugin_params: dict[str, Any]
+    source: JobSource
+    external_id: str | None
+    status: JobStatus
+    attempt: int
+    document_count: int
+    progress: Progress
+    error_message: str | None
+    error_details: dict[str, Any] | None
+    processing_stats: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    processing_started_at: datetime | None
+    processing_completed_at: datetime | None
+    processing_duration_seconds: float | None
+    cancel_requested_at: datetime | None
+    last_event_at: datetime | None
+
+
+class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A job a backend registers when it accepts an ingest request."""
+
+    collection_id: Id
+    plugin_name: ShortText
+    source: JobSource = "file"
+    collection_name: ShortText | None = None
+    owner: ShortText | None = None
+    original_filename: Annotated[str, Meta(max_length=1024)] | None = None
+    file_path: PathText | None = None
+    file_url: PathText | None = None
+    file_size: Annotated[int, Meta(ge=0, le=BIGINT_MAX)] | None = None
+    content_type: ShortText | None = None
+    plugin_params: dict[str, Any] = msgspec.field(default_factory=dict)
+    external_id: ShortText | None = None
+    status: Literal["pending", "processing"] = "pending"
+
+
+class JobPage(msgspec.Struct, kw_only=True):
+    """One page of a collection's jobs."""
+
+    total: int
+    items: list[Job]
+    limit: int
+    offset: int
+    has_more: bool
+
+
+class StatusCounts(msgspec.Struct, kw_only=True):
+    """Number of jobs in each status."""
+
+    pending: int = 0
+    processing: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    deleted: int = 0
+
+
+class CollectionStatus(msgspec.Struct, kw_only=True):
+    """Ingestion summary of one collection."""
+
+    collection_id: int
+    collection_name: str | None
+    total_jobs: int
+    by_status: StatusCounts
+    currently_processing: int
+    recent_failures: list[Job]
+    oldest_processing_job: Job | None
+
+
+class RetryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Optional body of a retry: parameters merged over the job's plugin_params."""
+
+    override_params: dict[str, Any] | None = None

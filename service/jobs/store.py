@@ -1,0 +1,256 @@
+"""SQL for registering, reading, listing, summarising and cancelling jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service.errors import InvalidInput, JobNotFound, StateConflict
+from service.jobs.records import job_from_row
+from service.jobs.schemas import (
+    CollectionStatus,
+    Job,
+    JobCreate,
+    JobPage,
+    JobStatus,
+    SortField,
+    SortOrder,
+    StatusCounts,
+)
+from service.limits import PARAMS_MAX_BYTES, clean_json, clean_text, encoded_size
+from service.store.tables import jobs
+
+logger = structlog.get_logger(__name__)
+
+RECENT_FAILURES = 5
+_TEXT_FIELDS = (
+    "collection_name",
+    "owner",
+    "original_filename",
+    "file_path",
+    "file_url",
+    "content_type",
+    "plugin_name",
+    "external_id",
+)
+
+
+def check_plugin_params(params: dict[str, Any], field: str) -> dict[str, Any]:
+    """Return ``params`` without NULs; raise InvalidInput when it is over the limit."""
+    if encoded_size(params) > PARAMS_MAX_BYTES:
+        raise InvalidInput(
+            f"Invalid {field}: encoded size exceeds {PARAMS_MAX_BYTES} bytes"
+        )
+    cleaned: dict[str, Any] = clean_json(params)
+    return cleaned
+
+
+def _registration_values(data: JobCreate) -> dict[str, Any]:
+    if data.source == "url" and not (data.file_url or data.plugin_params.get("urls")):
+        raise InvalidInput(
+            "Invalid file_url: a job with source 'url' needs file_url or "
+            "plugin_params.urls, which a retry re-submits"
+        )
+    values: dict[str, Any] = {
+        "collection_id": data.collection_id,
+        "file_size": data.file_size,
+        "plugin_params": check_plugin_params(data.plugin_params, "plugin_params"),
+        "source": data.source,
+        "status": data.status,
+    }
+    for field in _TEXT_FIELDS:
+        value = getattr(data, field)
+        values[field] = None if value is None else clean_text(value)
+    if data.status == "processing":
+        values["processing_started_at"] = sa.func.now()
+        values["last_event_at"] = sa.func.now()
+    return values
+
+
+async def fetch_job(
+    connection: AsyncConnection, job_id: int, collection_id: int
+) -> Job:
+    statement = sa.select(jobs).where(
+        jobs.c.id == job_id, jobs.c.collection_id == collection_id
+    )
+    row = (await connection.execute(statement)).mappings().first()
+    if row is None:
+        raise JobNotFound(job_id, collection_id)
+    return job_from_row(row)
+
+
+class JobStore:
+    """Job queries over one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # Total and page (or counts and lists) come from one snapshot, so they agree.
+        self._reader = engine.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
+
+    async def register(self, data: JobCreate) -> tuple[Job, bool]:
+        """Insert a job, or return the one already registered under its external_id.
+
+        Returns the job and whether it was created by this call.
+        """
+        values = _registration_values(data)
+        statement = (
+            pg_insert(jobs)
+            .values(values)
+            .on_conflict_do_nothing(
+                index_elements=[jobs.c.collection_id, jobs.c.external_id]
+            )
+            .returning(*jobs.c)
+        )
+        async with self._engine.begin() as connection:
+            row = (await connection.execute(statement)).mappings().first()
+            if row is None:
+                existing = sa.select(jobs).where(
+                    jobs.c.collection_id == data.collection_id,
+                    jobs.c.external_id == values["external_id"],
+                )
+                row = (await connection.execute(existing)).mappings().one()
+                logger.info(
+                    "job_already_registered", job_id=row["id"], attempt=row["attempt"]
+                )
+                return job_from_row(row), False
+
+        logger.info(
+            "job_registered",
+            job_id=row["id"],
+            attempt=row["attempt"],
+            collection_id=row["collection_id"],
+            status=row["status"],
+        )
+        return job_from_row(row), True
+
+    async def get(self, collection_id: int, job_id: int) -> Job:
+        """Return one job of a collection, or raise JobNotFound."""
+        async with self._engine.connect() as connection:
+            return await fetch_job(connection, job_id, collection_id)
+
+    async def list(
+        self,
+        collection_id: int,
+        *,
+        statuses: Sequence[JobStatus],
+        limit: int,
+        offset: int,
+        sort_by: SortField,
+        sort_order: SortOrder,
+    ) -> JobPage:
+        """Return one page of a collection's jobs with the total that match."""
+        conditions = [jobs.c.collection_id == collection_id]
+        if statuses:
+            conditions.append(jobs.c.status.in_(statuses))
+        column = jobs.c[sort_by]
+        order = (
+            (column.asc(), jobs.c.id.asc())
+            if sort_order == "asc"
+            else (
+                column.desc(),
+                jobs.c.id.desc(),
+            )
+        )
+        page = (
+            sa.select(jobs)
+            .where(*conditions)
+            .order_by(*order)
+            .limit(limit)
+            .offset(offset)
+        )
+        count = sa.select(sa.func.count()).select_from(jobs).where(*conditions)
+
+        async with self._reader.connect() as connection:
+            total = (await connection.execute(count)).scalar_one()
+            rows = (await connection.execute(page)).mappings().all()
+
+        items = [job_from_row(row) for row in rows]
+        return JobPage(
+            total=total,
+            items=items,
+            limit=limit,
+            offset=offset,
+            has_more=offset + len(items) < total,
+        )
+
+    async def summary(self, collection_id: int) -> CollectionStatus:
+        """Count a collection's jobs by status and pick the ones that need attention."""
+        in_collection = jobs.c.collection_id == collection_id
+        counts = (
+            sa.select(jobs.c.status, sa.func.count().label("jobs"))
+            .where(in_collection)
+            .group_by(jobs.c.status)
+        )
+        name = (
+            sa.select(jobs.c.collection_name)
+            .where(in_collection, jobs.c.collection_name.is_not(None))
+            .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            .limit(1)
+        )
+        failures = (
+            sa.select(jobs)
+            .where(in_collection, jobs.c.status == "failed")
+            .order_by(jobs.c.updated_at.desc(), jobs.c.id.desc())
+            .limit(RECENT_FAILURES)
+        )
+        oldest = (
+            sa.select(jobs)
+            .where(in_collection, jobs.c.status == "processing")
+            .order_by(jobs.c.processing_started_at.asc().nulls_last(), jobs.c.id.asc())
+            .limit(1)
+        )
+
+        async with self._reader.connect() as connection:
+            rows = (await connection.execute(counts)).all()
+            by_status: dict[str, int] = {row.status: row.jobs for row in rows}
+            collection_name = (await connection.execute(name)).scalar_one_or_none()
+            failed_rows = (await connection.execute(failures)).mappings().all()
+            oldest_row = (await connection.execute(oldest)).mappings().first()
+
+        return CollectionStatus(
+            collection_id=collection_id,
+            collection_name=collection_name,
+            total_jobs=sum(by_status.values()),
+            by_status=StatusCounts(**by_status),
+            currently_processing=by_status.get("processing", 0),
+            recent_failures=[job_from_row(row) for row in failed_rows],
+            oldest_processing_job=None
+            if oldest_row is None
+            else job_from_row(oldest_row),
+        )
+
+    async def cancel(self, collection_id: int, job_id: int) -> Job:
+        """Cancel a pending or processing job, else raise StateConflict."""
+        statement = (
+            sa.update(jobs)
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.collection_id == collection_id,
+                jobs.c.status.in_(("pending", "processing")),
+            )
+            .values(
+                status="cancelled",
+                cancel_requested_at=sa.func.now(),
+                processing_completed_at=sa.func.now(),
+                updated_at=sa.func.now(),
+            )
+            .returning(*jobs.c)
+        )
+        async with self._engine.begin() as connection:
+            row = (await connection.execute(statement)).mappings().first()
+            if row is None:
+                job = await fetch_job(connection, job_id, collection_id)
+                raise StateConflict(
+                    f"Ingestion job {job_id} is {job.status}; only pending or "
+                    "processing jobs can be cancelled"
+                )
+
+        logger.info("job_cancelled", job_id=job_id, attempt=row["attempt"])
+        return job_from_row(row)

@@ -1,0 +1,85 @@
+"""Size limits and clean-up for text and JSON that clients send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+TRUNCATION_MARKER = "… [truncated]"
+PROGRESS_MESSAGE_MAX_CHARS = 255
+ERROR_MESSAGE_MAX_CHARS = 4096
+TRACEBACK_MAX_CHARS = 32_768
+DETAIL_STRING_MAX_CHARS = 8192
+# Encoded size limits for the free-form objects a job stores.
+DETAILS_MAX_BYTES = 64 * 1024
+PARAMS_MAX_BYTES = 64 * 1024
+
+# PostgreSQL text and jsonb reject NUL, so it becomes the replacement character.
+_NUL = "\x00"
+_REPLACEMENT = "\ufffd"
+
+
+def clean_text(value: str) -> str:
+    """Replace NUL characters, which PostgreSQL rejects in text."""
+    return value.replace(_NUL, _REPLACEMENT) if _NUL in value else value
+
+
+def truncate(value: str, max_chars: int) -> str:
+    """Cut text to at most ``max_chars`` characters, ending in a marker when cut."""
+    value = clean_text(value)
+    if len(value) <= max_chars:
+        return value
+    return value[: max_chars - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+
+
+def clean_json(value: Any, max_string_chars: int | None = None) -> Any:
+    """Copy a decoded JSON value with NULs replaced and, optionally, strings cut."""
+    if isinstance(value, str):
+        return (
+            truncate(value, max_string_chars) if max_string_chars else clean_text(value)
+        )
+    if isinstance(value, dict):
+        return {
+            clean_text(str(key)): clean_json(item, max_string_chars)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [clean_json(item, max_string_chars) for item in value]
+    return value
+
+
+def encoded_size(value: Any) -> int:
+    """Return the size of ``value`` encoded as JSON, in bytes."""
+    return len(msgspec.json.encode(value))
+
+
+def bound_error_details(details: dict[str, Any]) -> dict[str, Any]:
+    """Cut error details to the stored limits, keeping the traceback and stage first."""
+    traceback = details.get("traceback")
+    bounded: dict[str, Any] = clean_json(details, DETAIL_STRING_MAX_CHARS)
+    if isinstance(traceback, str):
+        bounded["traceback"] = truncate(traceback, TRACEBACK_MAX_CHARS)
+    if encoded_size(bounded) <= DETAILS_MAX_BYTES:
+        return bounded
+
+    kept: dict[str, Any] = {
+        key: bounded[key]
+        for key in ("exception_type", "stage", "traceback")
+        if key in bounded
+    }
+    dropped = sorted(key for key in bounded if key not in kept)
+    kept["truncated"] = f"{len(dropped)} other fields dropped: details exceeded 64 KiB"
+    kept["dropped_fields"] = dropped[:50]
+    return kept
+
+
+def bound_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """Return processing stats if they fit the limit, else a marker saying why not."""
+    cleaned: dict[str, Any] = clean_json(stats, DETAIL_STRING_MAX_CHARS)
+    if encoded_size(cleaned) <= DETAILS_MAX_BYTES:
+        return cleaned
+    return {"truncated": "processing_stats exceeded 64 KiB and were not stored"}

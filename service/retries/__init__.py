@@ -1,0 +1,1 @@
+"""The transactional outbox and the dispatcher that sends it to the backend."""

@@ -1,0 +1,156 @@
+"""Build and send a forwarded retry to the backend's ingest API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+from sqlalchemy import RowMapping
+
+# 408 and 429 ask the client to come back later, so they are retried like a 5xx.
+RETRYABLE_STATUS = frozenset({408, 429})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ForwardResult(msgspec.Struct, kw_only=True):
+    """Outcome of one forwarding try."""
+
+    accepted: bool
+    retryable: bool
+    error: str | None = None
+
+
+class Rejected(Exception):
+    """The retry cannot be forwarded, and trying again will not help."""
+
+
+class TryLater(Exception):
+    """The backend failed in a way that another try may get past."""
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """Return scheme, host and port of ``url``, filling in the default port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or DEFAULT_PORTS.get(scheme, 0)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class BackendForwarder:
+    """Sends retries to the backend's ingest endpoints over one HTTP client."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, token: str | None
+    ) -> None:
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+
+    def headers(self, job: RowMapping, attempt: int) -> dict[str, str]:
+        """Return headers that let a tracker-aware worker report into the same job."""
+        headers = {
+            "Idempotency-Key": f"ingestion-job-{job['id']}-attempt-{attempt}",
+            "X-Ingestion-Job-Id": str(job["id"]),
+            "X-Ingestion-Attempt": str(attempt),
+        }
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    async def forward(self, job: RowMapping, attempt: int) -> ForwardResult:
+        """Send the job's ingest request once and classify the answer."""
+        try:
+            response = await self._send(job, attempt)
+        except Rejected as exc:
+            return ForwardResult(accepted=False, retryable=False, error=str(exc))
+        except TryLater as exc:
+            return ForwardResult(accepted=False, retryable=True, error=str(exc))
+        except httpx.TimeoutException as exc:
+            return ForwardResult(
+                accepted=False,
+                retryable=True,
+                error=f"the backend timed out ({type(exc).__name__})",
+            )
+        except httpx.TransportError as exc:
+            return ForwardResult(
+                accepted=False,
+                retryable=True,
+                error=f"the backend could not be reached ({type(exc).__name__}: {exc})",
+            )
+        return classify(response)
+
+    async def _send(self, job: RowMapping, attempt: int) -> httpx.Response:
+        collection = f"{self._base_url}/collections/{job['collection_id']}"
+        headers = self.headers(job, attempt)
+        params = job["plugin_params"]
+        if job["source"] == "url":
+            urls = params.get("urls") or [job["file_url"]]
+            body = {
+                "urls": urls,
+                "plugin_name": job["plugin_name"],
+                "plugin_params": params,
+            }
+            return await self._client.post(
+                f"{collection}/ingest-url", json=body, headers=headers
+            )
+        if job["source"] == "base":
+            body = {"plugin_name": job["plugin_name"], "plugin_params": params}
+            return await self._client.post(
+                f"{collection}/ingest-base", json=body, headers=headers
+            )
+
+        content = await self._download(job)
+        name = (
+            job["original_filename"]
+            or PurePosixPath(urlsplit(job["file_url"]).path).name
+        )
+        files = {
+            "file": (
+                name or "file",
+                content,
+                job["content_type"] or "application/octet-stream",
+            )
+        }
+        data = {"plugin_name": job["plugin_name"], "plugin_params": json.dumps(params)}
+        return await self._client.post(
+            f"{collection}/ingest-file", files=files, data=data, headers=headers
+        )
+
+    async def _download(self, job: RowMapping) -> bytes:
+        """Fetch the stored file, only from the backend's own origin."""
+        file_url = job["file_url"]
+        if not file_url:
+            raise Rejected("the job has no file_url to re-upload the file from")
+        if origin(file_url) != origin(self._base_url):
+            scheme, host, port = origin(self._base_url)
+            raise Rejected(
+                f"file_url {file_url} is not on the backend's origin "
+                f"{scheme}://{host}:{port}; "
+                "only files stored by the backend itself are re-uploaded"
+            )
+        auth = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        # NOTE: the whole file is held in memory for the re-upload.
+        response = await self._client.get(file_url, headers=auth)
+        if not response.is_success:
+            result = classify(response)
+            message = f"downloading the file failed: {result.error}"
+            raise TryLater(message) if result.retryable else Rejected(message)
+        return response.content
+
+
+def classify(response: httpx.Response) -> ForwardResult:
+    """Sort an HTTP answer into accepted, worth retrying, or rejected."""
+    if response.is_success:
+        return ForwardResult(accepted=True, retryable=False)
+    retryable = response.status_code >= 500 or response.status_code in RETRYABLE_STATUS
+    verb = "failed" if retryable else "rejected it"
+    request = response.request
+    status = response.status_code
+    error = f"the backend {verb} with HTTP {status} ({request.method} {request.url})"
+    snippet = response.text[:300].strip()
+    if snippet:
+        error += f": {snippet}"
+    return ForwardResult(accepted=False, retryable=retryable, error=error)

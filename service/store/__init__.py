@@ -1,0 +1,1 @@
+"""PostgreSQL access: tables, engine, migrations and the embedded server."""

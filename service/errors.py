@@ -85,7 +85,7 @@ def _describe(item: dict[str, Any]) -> str:
     """Turn one Litestar/msgspec validation item into a sentence naming the field."""
     message = str(item.get("message", "invalid value"))
     key = item.get("key")
-    source = item.get("source")
+    source = getattr(item.get("source"), "value", item.get("source"))
     match = _PATH_IN_MESSAGE.search(message)
     if match:
         field = match.group("path").lstrip(".") or "body"

@@ -8,6 +8,7 @@ import msgspec
 import sqlalchemy as sa
 import structlog
 from litestar import Response, get
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = structlog.get_logger(__name__)
@@ -23,7 +24,7 @@ class Health(msgspec.Struct, kw_only=True):
 
 
 @get("/health", tags=["health"], summary="Check the service and its database")
-async def health(engine: AsyncEngine) -> Response[Health]:
+async def health(engine: NamedDependency[AsyncEngine]) -> Response[Health]:
     """Answer 200 when PostgreSQL answers a query, 503 when it does not."""
     try:
         async with (

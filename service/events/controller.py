@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, post
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.auth import require_scope
@@ -25,7 +26,10 @@ from service.jobs.schemas import Job, JobCreate
 from service.jobs.store import JobStore
 from service.limits import BIGINT_MAX
 
-JobId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX, description="Ingestion job id.")]
+JobId = Annotated[
+    int, PathParameter(ge=1, le=BIGINT_MAX, description="Ingestion job id.")
+]
+Engine = NamedDependency[AsyncEngine]
 
 
 class WorkerController(Controller):
@@ -45,7 +49,9 @@ class WorkerController(Controller):
             )
         },
     )
-    async def register(self, jobs: JobStore, data: JobCreate) -> Response[Job]:
+    async def register(
+        self, jobs: NamedDependency[JobStore], data: JSONBody[JobCreate]
+    ) -> Response[Job]:
         job, created = await jobs.register(data)
         return Response(job, status_code=201 if created else 200)
 
@@ -55,7 +61,7 @@ class WorkerController(Controller):
         summary="Report one event",
     )
     async def report_event(
-        self, engine: AsyncEngine, job_id: JobId, data: Event
+        self, engine: Engine, job_id: JobId, data: JSONBody[Event]
     ) -> EventResult:
         async with engine.begin() as connection:
             outcome = await apply_event(connection, job_id, data)
@@ -67,7 +73,9 @@ class WorkerController(Controller):
         )
 
     @post("/ingestion-events", status_code=200, summary="Report events of many jobs")
-    async def report_events(self, engine: AsyncEngine, data: EventBatch) -> BatchResult:
+    async def report_events(
+        self, engine: Engine, data: JSONBody[EventBatch]
+    ) -> BatchResult:
         results: list[BatchItemResult] = []
         async with engine.begin() as connection:
             for event in data.events:

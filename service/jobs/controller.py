@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
-from litestar.params import Body, Parameter
+from litestar.di import NamedDependency
+from litestar.params import Body, FromQuery, PathParameter, QueryParameter
 
 from service.auth import require_scope
 from service.errors import InvalidInput, ServiceUnavailable
 from service.jobs.schemas import (
     JOB_STATUSES,
     CollectionStatus,
-    Id,
     Job,
     JobPage,
     JobStatus,
@@ -25,9 +25,13 @@ from service.limits import BIGINT_MAX
 from service.retries.store import RetryStore
 
 CollectionId = Annotated[
-    int, Parameter(ge=1, le=BIGINT_MAX, description="Collection id.")
+    int, PathParameter(ge=1, le=BIGINT_MAX, description="Collection id.")
 ]
-JobId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX, description="Ingestion job id.")]
+JobId = Annotated[
+    int, PathParameter(ge=1, le=BIGINT_MAX, description="Ingestion job id.")
+]
+Jobs = NamedDependency[JobStore]
+Retries = NamedDependency[RetryStore]
 
 
 def parse_statuses(values: list[str] | None) -> list[JobStatus]:
@@ -57,18 +61,22 @@ class CollectionJobsController(Controller):
     @get("/ingestion-jobs", summary="List a collection's ingestion jobs")
     async def list_jobs(
         self,
-        jobs: JobStore,
+        jobs: Jobs,
         collection_id: CollectionId,
         status: Annotated[
             list[str] | None,
-            Parameter(description="One status, several comma-separated, or repeated."),
+            QueryParameter(
+                description="One status, several comma-separated, or repeated."
+            ),
         ] = None,
-        limit: Annotated[int, Parameter(ge=1, le=200, description="Page size.")] = 50,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=200, description="Page size.")
+        ] = 50,
         offset: Annotated[
-            int, Parameter(ge=0, le=BIGINT_MAX, description="Jobs to skip.")
+            int, QueryParameter(ge=0, le=BIGINT_MAX, description="Jobs to skip.")
         ] = 0,
-        sort_by: SortField = "created_at",
-        sort_order: SortOrder = "desc",
+        sort_by: FromQuery[SortField] = "created_at",
+        sort_order: FromQuery[SortOrder] = "desc",
     ) -> JobPage:
         return await jobs.list(
             collection_id,
@@ -81,13 +89,16 @@ class CollectionJobsController(Controller):
 
     @get("/ingestion-jobs/{job_id:int}", summary="Read one ingestion job")
     async def get_job(
-        self, jobs: JobStore, collection_id: CollectionId, job_id: JobId
+        self,
+        jobs: Jobs,
+        collection_id: CollectionId,
+        job_id: JobId,
     ) -> Job:
         return await jobs.get(collection_id, job_id)
 
     @get("/ingestion-status", summary="Summarise a collection's ingestion")
     async def get_status(
-        self, jobs: JobStore, collection_id: CollectionId
+        self, jobs: Jobs, collection_id: CollectionId
     ) -> CollectionStatus:
         return await jobs.summary(collection_id)
 
@@ -99,7 +110,7 @@ class CollectionJobsController(Controller):
     async def retry_job(
         self,
         request: Request[Any, Any, Any],
-        retries: RetryStore,
+        retries: Retries,
         collection_id: CollectionId,
         job_id: JobId,
         data: Annotated[
@@ -121,9 +132,9 @@ class CollectionJobsController(Controller):
         "/ingestion-jobs/{job_id:int}/cancel", status_code=200, summary="Cancel a job"
     )
     async def cancel_job(
-        self, jobs: JobStore, collection_id: CollectionId, job_id: JobId
+        self,
+        jobs: Jobs,
+        collection_id: CollectionId,
+        job_id: JobId,
     ) -> Job:
         return await jobs.cancel(collection_id, job_id)
-
-
-__all__ = ["CollectionJobsController", "Id"]

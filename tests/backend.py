@@ -33,6 +33,7 @@ class FakeBackend:
     port: int = 0
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -48,20 +49,22 @@ class FakeBackend:
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
+        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes no start event
             await asyncio.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        assert self._server is not None and self._task is not None
+        assert self._server is not None
+        assert self._task is not None
         self._server.should_exit = True
         await self._task
 
-    async def wait_for_ingest_requests(self, count: int, timeout: float = 10.0) -> None:
-        """Wait until at least ``count`` ingest requests arrived."""
-        async with asyncio.timeout(timeout):
+    async def wait_for_ingest_requests(self, count: int) -> None:
+        """Wait up to 10 seconds until at least ``count`` ingest requests arrived."""
+        async with asyncio.timeout(10):
             while len(self.ingest_requests) < count:
-                await asyncio.sleep(0.02)
+                await self._arrived.wait()
+                self._arrived.clear()
 
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b""
@@ -75,6 +78,7 @@ class FakeBackend:
         }
         request = ReceivedRequest(scope["method"], scope["path"], headers, body)
         self.received.append(request)
+        self._arrived.set()
 
         if request.method == "GET":
             content = self.files.get(request.path)

@@ -1,4 +1,4 @@
-"""Fixtures: a real PostgreSQL, a migrated template database and a fresh copy per test."""
+"""Fixtures: a real PostgreSQL, a migrated template database, a copy per test."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.backend import FakeBackend
 
 
 def with_database(url: str, name: str) -> str:
-    """Return ``url`` pointing at database ``name``, keeping host, socket and options."""
+    """Return ``url`` pointing at database ``name``, keeping host and options."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
 

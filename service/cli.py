@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -85,6 +86,14 @@ async def _migrate(database_url: str) -> None:
         await engine.dispose()
 
 
+class _Stopped(Exception):
+    """SIGINT or SIGTERM arrived after the HTTP server shut down."""
+
+
+def _stop_on_signal(signum: int, frame: object) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
 def _serve(settings: Settings) -> None:
     config = uvicorn.Config(
         create_app(settings),
@@ -95,8 +104,15 @@ def _serve(settings: Settings) -> None:
         lifespan="on",
         server_header=False,
     )
+    # Uvicorn shuts down gracefully and then re-raises the signal it caught. These
+    # handlers turn that into an exception, so the embedded PostgreSQL is stopped too.
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, _stop_on_signal)
     logger.info("http_server_starting", host=settings.host, port=settings.port)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except _Stopped as stopped:
+        logger.info("http_server_stopped", signal=str(stopped))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

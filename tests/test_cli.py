@@ -1,4 +1,4 @@
-"""The command line as a newcomer runs it: embedded PostgreSQL, real HTTP, clean stop."""
+"""The command line as a newcomer runs it: embedded PostgreSQL, HTTP, clean stop."""
 
 from __future__ import annotations
 

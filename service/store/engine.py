@@ -21,6 +21,7 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         async_creator=connect,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it would add a round trip to every event. A disconnect error
+        # invalidates the whole pool instead, so one request sees a restart (as a 503).
         pool_timeout=10,
     )

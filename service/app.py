@@ -16,7 +16,6 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings, load_settings
@@ -104,11 +103,6 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         logger.info("service_stopped")
 
 
-def _log_unhandled(exc: Exception, scope: Scope) -> None:
-    if not getattr(exc, "status_code", 500) < 500:
-        logger.error("request_failed", path=scope.get("path"), exc_info=exc)
-
-
 def create_app(
     settings: Settings, *, backend_transport: httpx.AsyncBaseTransport | None = None
 ) -> Litestar:
@@ -142,7 +136,6 @@ def create_app(
         lifespan=[lifespan],
         middleware=[request_logging],
         exception_handlers=EXCEPTION_HANDLERS,
-        after_exception=[_log_unhandled],
         openapi_config=openapi,
         cors_config=cors,
         request_max_body_size=settings.max_body_bytes,

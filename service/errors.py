@@ -156,7 +156,14 @@ def handle_database_error(
             request,
             ServiceUnavailable("The database is unavailable; try again shortly"),
         )
-    logger.error("database_error", path=request.url.path, exc_info=exc)
+    return handle_unexpected_error(request, exc)
+
+
+def handle_unexpected_error(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[Any]:
+    """Log a bug with its traceback and answer a plain 500."""
+    logger.error("request_failed", path=request.url.path, exc_info=exc)
     return Response(
         _body(500, "Internal server error"), status_code=500, media_type=MediaType.JSON
     )
@@ -169,4 +176,5 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DBAPIError: handle_database_error,
     PoolTimeoutError: handle_database_error,
     OSError: handle_database_error,
+    Exception: handle_unexpected_error,
 }

@@ -45,7 +45,12 @@ class FakeBackend:
 
     async def start(self) -> None:
         config = uvicorn.Config(
-            self._app, host="127.0.0.1", port=0, lifespan="off", log_config=None
+            self._app,
+            host="127.0.0.1",
+            port=0,
+            lifespan="off",
+            log_config=None,
+            interface="asgi3",
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())

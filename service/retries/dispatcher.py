@@ -95,7 +95,13 @@ class RetryDispatcher:
             log.info("retry_forward_skipped", reason=reason)
             return
 
-        result = await self._forwarder.forward(job, delivery.attempt)
+        try:
+            result = await self._forwarder.forward(job, delivery.attempt)
+        except Exception as exc:
+            # A bug or an unforeseen input must not leave the row retried forever.
+            log.exception("retry_forward_error")
+            error = f"unexpected {type(exc).__name__}: {exc}"
+            result = ForwardResult(accepted=False, retryable=True, error=error)
         if result.accepted:
             await self._store.mark_delivered(delivery)
             log.info("retry_forwarded", source=job["source"])

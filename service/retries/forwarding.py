@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import msgspec
@@ -87,9 +87,8 @@ class BackendForwarder:
         headers = self.headers(job, attempt)
         params = job["plugin_params"]
         if job["source"] == "url":
-            urls = params.get("urls") or [job["file_url"]]
             body = {
-                "urls": urls,
+                "urls": urls_to_ingest(job),
                 "plugin_name": job["plugin_name"],
                 "plugin_params": params,
             }
@@ -121,10 +120,15 @@ class BackendForwarder:
 
     async def _download(self, job: RowMapping) -> bytes:
         """Fetch the stored file, only from the backend's own origin."""
-        file_url = job["file_url"]
-        if not file_url:
+        if not job["file_url"]:
             raise Rejected("the job has no file_url to re-upload the file from")
-        if origin(file_url) != origin(self._base_url):
+        # A path without scheme and host is the backend's own, as in an HTML link.
+        file_url = urljoin(self._base_url + "/", job["file_url"])
+        try:
+            same_origin = origin(file_url) == origin(self._base_url)
+        except ValueError as exc:  # .port raises unless the port is in 0-65535
+            raise Rejected(f"file_url {file_url!r} is not a valid URL: {exc}") from None
+        if not same_origin:
             scheme, host, port = origin(self._base_url)
             raise Rejected(
                 f"file_url {file_url} is not on the backend's origin "
@@ -133,12 +137,27 @@ class BackendForwarder:
             )
         auth = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         # NOTE: the whole file is held in memory for the re-upload.
-        response = await self._client.get(file_url, headers=auth)
+        try:
+            response = await self._client.get(file_url, headers=auth)
+        except httpx.InvalidURL as exc:
+            raise Rejected(f"file_url {file_url!r} is not a valid URL: {exc}") from None
         if not response.is_success:
             result = classify(response)
             message = f"downloading the file failed: {result.error}"
             raise TryLater(message) if result.retryable else Rejected(message)
         return response.content
+
+
+def urls_to_ingest(job: RowMapping) -> list[str]:
+    """Return the URLs a url job re-submits: plugin_params.urls, else its file_url."""
+    urls = job["plugin_params"].get("urls")
+    if urls is None:
+        urls = [job["file_url"]] if job["file_url"] else []
+    if not isinstance(urls, list) or not urls:
+        raise Rejected("plugin_params.urls must be a non-empty list of URLs")
+    if not all(isinstance(url, str) and url for url in urls):
+        raise Rejected("plugin_params.urls must contain only non-empty strings")
+    return urls
 
 
 def classify(response: httpx.Response) -> ForwardResult:

@@ -89,6 +89,10 @@ class RetryStore:
                     f"Ingestion job {job_id} is {job.status}; only failed jobs can be "
                     "retried"
                 )
+            # Raising here rolls the retry back, so the job stays failed.
+            check_plugin_params(
+                row["plugin_params"], "override_params (merged over plugin_params)"
+            )
             await connection.execute(
                 sa.insert(retry_outbox).values(job_id=job_id, attempt=row["attempt"])
             )

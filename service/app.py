@@ -23,6 +23,7 @@ from service.errors import EXCEPTION_HANDLERS
 from service.events.controller import WorkerController
 from service.health import health
 from service.http.middleware import request_logging
+from service.http.request import TrackerRequest
 from service.jobs.controller import CollectionJobsController
 from service.jobs.store import JobStore
 from service.logging import configure_logging
@@ -135,6 +136,7 @@ def create_app(
         state=State({"settings": settings, "backend_transport": backend_transport}),
         lifespan=[lifespan],
         middleware=[request_logging],
+        request_class=TrackerRequest,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         cors_config=cors,

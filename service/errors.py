@@ -7,7 +7,12 @@ from typing import Any
 
 import structlog
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    NotFoundException,
+    SerializationException,
+    ValidationException,
+)
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -94,6 +99,9 @@ def _describe(item: dict[str, Any]) -> str:
         field = f"{source} parameter {key}" if source in {"query", "path"} else str(key)
     else:
         field = "body"
+    if field == "data" and message == repr("data"):
+        # Litestar reports an empty body as a KeyError on the handler's ``data``.
+        return "Missing request body: send a JSON object"
     text = f"Invalid {field}: {message}"
     name = field.rsplit(".", 1)[-1].rsplit(" ", 1)[-1]
     if "enum value" in message and name in ALLOWED_VALUES:
@@ -129,12 +137,24 @@ def handle_validation_error(
     return Response(_body(400, detail), status_code=400, media_type=MediaType.JSON)
 
 
+def _http_detail(request: Request[Any, Any, Any], exc: HTTPException) -> str:
+    """Reword Litestar's generic messages so that they name the value or the limit."""
+    if isinstance(exc.__cause__, SerializationException):
+        return f"Invalid JSON in request body: {exc.detail}"
+    if exc.status_code == 413:
+        limit = request.app.state.settings.max_body_bytes
+        return f"Request body is larger than the limit of {limit} bytes"
+    if isinstance(exc, NotFoundException):
+        return f"No endpoint matches {request.method} {request.url.path}"
+    return str(exc.detail)
+
+
 def handle_http_error(
     request: Request[Any, Any, Any], exc: HTTPException
 ) -> Response[Any]:
     """Render Litestar's own HTTP errors (401, 403, 404, 405, 413) in one shape."""
     return Response(
-        _body(exc.status_code, str(exc.detail)),
+        _body(exc.status_code, _http_detail(request, exc)),
         status_code=exc.status_code,
         media_type=MediaType.JSON,
         headers=exc.headers,

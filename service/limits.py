@@ -17,6 +17,9 @@ DETAIL_STRING_MAX_CHARS = 8192
 # Encoded size limits for the free-form objects a job stores.
 DETAILS_MAX_BYTES = 64 * 1024
 PARAMS_MAX_BYTES = 64 * 1024
+# Nesting limit of a JSON body. clean_json recurses on every level, and 500 levels
+# already exhaust Python's default recursion limit of 1000 frames.
+JSON_MAX_DEPTH = 128
 
 # PostgreSQL text and jsonb reject NUL, so it becomes the replacement character.
 _NUL = "\x00"
@@ -50,6 +53,24 @@ def clean_json(value: Any, max_string_chars: int | None = None) -> Any:
     if isinstance(value, list):
         return [clean_json(item, max_string_chars) for item in value]
     return value
+
+
+def json_depth(value: Any, limit: int = JSON_MAX_DEPTH) -> int:
+    """Return how deeply arrays and objects nest in ``value``, at most ``limit`` + 1."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= limit:
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def encoded_size(value: Any) -> int:

@@ -37,7 +37,7 @@ format: $(STAMP) ## Rewrite files with ruff's formatter and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP) ## Measure event ingest and reads against a running service (see docs/benchmarks.md)
+bench: $(STAMP) ## Measure event ingest and reads on a tracker it starts (docs/benchmarks.md)
 	$(BIN)/python -m bench
 
 clean: ## Remove the virtual environment and caches

@@ -122,6 +122,10 @@ def validate(settings: Settings) -> None:
         ("http://", "https://")
     ):
         raise ConfigError("TRACKER_BACKEND_URL must be an http:// or https:// URL")
+    if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(
+            "TRACKER_LOG_LEVEL must be one of: debug, info, warning, error"
+        )
     if settings.log_format not in {"auto", "json", "console"}:
         raise ConfigError("TRACKER_LOG_FORMAT must be one of: auto, json, console")
     if settings.auth_enabled and not (settings.api_tokens and settings.worker_tokens):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import asyncpg
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
@@ -16,6 +17,8 @@ from litestar.exceptions import (
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from service.store.engine import DISCONNECT_ERRORS
 
 logger = structlog.get_logger(__name__)
 
@@ -166,7 +169,7 @@ def handle_database_error(
 ) -> Response[Any]:
     """Answer 503 when PostgreSQL is unreachable; any other database error is a 500."""
     unreachable = isinstance(
-        exc, OperationalError | InterfaceError | PoolTimeoutError | OSError
+        exc, (OperationalError, InterfaceError, PoolTimeoutError, *DISCONNECT_ERRORS)
     )
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         unreachable = True
@@ -196,5 +199,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DBAPIError: handle_database_error,
     PoolTimeoutError: handle_database_error,
     OSError: handle_database_error,
+    asyncpg.PostgresConnectionError: handle_database_error,
+    asyncpg.InterfaceError: handle_database_error,
     Exception: handle_unexpected_error,
 }

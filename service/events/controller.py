@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import asyncpg
 from litestar import Controller, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.auth import require_scope
 from service.errors import JobNotFound, StateConflict
@@ -25,6 +26,7 @@ from service.jobs.records import job_from_row
 from service.jobs.schemas import Job, JobCreate
 from service.jobs.store import JobStore
 from service.limits import BIGINT_MAX
+from service.store.engine import driver_connection
 
 JobId = Annotated[
     int, PathParameter(ge=1, le=BIGINT_MAX, description="Ingestion job id.")
@@ -63,7 +65,7 @@ class WorkerController(Controller):
     async def report_event(
         self, engine: Engine, job_id: JobId, data: JSONBody[Event]
     ) -> EventResult:
-        async with engine.begin() as connection:
+        async with driver_connection(engine) as connection:
             outcome = await apply_event(connection, job_id, data)
         return EventResult(
             applied=outcome.applied,
@@ -77,14 +79,14 @@ class WorkerController(Controller):
         self, engine: Engine, data: JSONBody[EventBatch]
     ) -> BatchResult:
         results: list[BatchItemResult] = []
-        async with engine.begin() as connection:
+        async with driver_connection(engine) as connection, connection.transaction():
             for event in data.events:
                 results.append(await _apply_in_batch(connection, event))
         return BatchResult(results=results)
 
 
 async def _apply_in_batch(
-    connection: AsyncConnection, event: BatchEvent
+    connection: asyncpg.Connection, event: BatchEvent
 ) -> BatchItemResult:
     """Apply one event of a batch; an unknown job or attempt fails only that event."""
     try:

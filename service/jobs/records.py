@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import RowMapping
+from typing import Any, Protocol
 
 from service.jobs.schemas import Job, Progress
 
@@ -16,7 +16,13 @@ def percentage(current: int, total: int, status: str) -> float:
     return round(min(current, total) / total * 100, 2)
 
 
-def job_from_row(row: RowMapping) -> Job:
+class Row(Protocol):
+    """A stored row read by column name: a RowMapping or an asyncpg Record."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def job_from_row(row: Row) -> Job:
     """Build the response shape from one ``ingestion_jobs`` row."""
     started = row["processing_started_at"]
     finished = row["processing_completed_at"]

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# Errors after which a connection is unusable and must not go back into the pool.
+DISCONNECT_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -22,6 +28,18 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         # No pre-ping: it would add a round trip to every event. A disconnect error
-        # invalidates the whole pool instead, so one request sees a restart (as a 503).
+        # invalidates the connection instead, so a restart costs a few 503s.
         pool_timeout=10,
     )
+
+
+@contextlib.asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """Lend a pooled connection as asyncpg's own, in autocommit, for prepared SQL."""
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        try:
+            yield raw.driver_connection
+        except DISCONNECT_ERRORS:
+            await connection.invalidate()
+            raise

@@ -92,6 +92,10 @@ sa.Index(
     postgresql_where=jobs.c.status == "processing",
 )
 
+# Prepared SQL of the hot paths (events, reading one job) selects these columns.
+JOB_COLUMNS = ", ".join(column.name for column in jobs.c)
+SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM ingestion_jobs WHERE id = $1"  # noqa: S608
+
 retry_outbox = sa.Table(
     "retry_outbox",
     metadata,

@@ -57,9 +57,16 @@ class StateConflict(TrackerError):
 
 
 class ServiceUnavailable(TrackerError):
-    """A dependency (the database, the backend configuration) is not available."""
+    """A dependency (the database, the backend configuration) is not available.
+
+    ``retry_after`` is in seconds, or None when waiting will not help.
+    """
 
     status_code = 503
+
+    def __init__(self, detail: str, *, retry_after: int | None = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 # Allowed values of enumerated request fields, for messages about a bad value.
@@ -120,7 +127,8 @@ def handle_tracker_error(
     request: Request[Any, Any, Any], exc: TrackerError
 ) -> Response[Any]:
     """Render a domain error."""
-    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+    retry_after = getattr(exc, "retry_after", None)
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
     return Response(
         _body(exc.status_code, exc.detail),
         status_code=exc.status_code,

@@ -53,8 +53,13 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]
             time.sleep(0.2)
     yield url, process, tmp_path
     if process.poll() is None:
-        process.kill()
-        process.wait()
+        # SIGTERM, so the service stops its embedded PostgreSQL as well.
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def test_serve_runs_readme_session(

@@ -284,6 +284,32 @@ async def test_retry_without_backend_is_unavailable(
     assert await outbox_rows(database_url, job["id"]) == []
 
 
+async def test_retry_without_backend_sends_no_retry_after(
+    client: AsyncTestClient[Any],
+) -> None:
+    job = await register_failed(client)
+    response = await client.post(f"/collections/1/ingestion-jobs/{job['id']}/retry")
+    assert response.status_code == 503
+    assert "retry-after" not in response.headers
+
+
+async def test_retry_without_backend_checks_status_first(
+    client: AsyncTestClient[Any],
+) -> None:
+    job = await register(client)
+    await send_event(client, job["id"], type="completed")
+    response = await client.post(f"/collections/1/ingestion-jobs/{job['id']}/retry")
+    assert response.status_code == 409
+    assert "completed" in response.json()["detail"]
+
+
+async def test_retry_without_backend_unknown_job_is_404(
+    client: AsyncTestClient[Any],
+) -> None:
+    response = await client.post("/collections/1/ingestion-jobs/424242/retry")
+    assert response.status_code == 404
+
+
 # Events after a retry
 
 

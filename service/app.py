@@ -15,7 +15,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings, load_settings
@@ -23,6 +22,7 @@ from service.errors import EXCEPTION_HANDLERS
 from service.events.controller import WorkerController
 from service.health import health
 from service.http.middleware import request_logging
+from service.http.openapi import COMPONENTS
 from service.http.request import TrackerRequest
 from service.jobs.controller import CollectionJobsController
 from service.jobs.store import JobStore
@@ -116,10 +116,7 @@ def create_app(
         ),
         path="/schema",
         render_plugins=[ScalarRenderPlugin()],
-        components=Components(
-            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
-        ),
-        security=[{"bearer": []}],
+        components=COMPONENTS,
     )
     cors = (
         CORSConfig(allow_origins=list(settings.cors_origins))

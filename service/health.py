@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import structlog
 from litestar import Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = structlog.get_logger(__name__)
@@ -23,7 +24,12 @@ class Health(msgspec.Struct, kw_only=True):
     database: str
 
 
-@get("/health", tags=["health"], summary="Check the service and its database")
+@get(
+    "/health",
+    tags=["health"],
+    summary="Check the service and its database",
+    responses={503: ResponseSpec(Health, description="The database does not answer.")},
+)
 async def health(engine: NamedDependency[AsyncEngine]) -> Response[Health]:
     """Answer 200 when PostgreSQL answers a query, 503 when it does not."""
     try:

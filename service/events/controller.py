@@ -22,6 +22,7 @@ from service.events.schemas import (
     EventResult,
 )
 from service.events.store import apply_event
+from service.http.openapi import WORKER_SECURITY, errors
 from service.jobs.records import job_from_row
 from service.jobs.schemas import Job, JobCreate
 from service.jobs.store import JobStore
@@ -39,6 +40,7 @@ class WorkerController(Controller):
 
     guards = [require_scope("worker")]  # noqa: RUF012 - Litestar reads this class attribute
     tags = ["worker"]  # noqa: RUF012 - Litestar reads this class attribute
+    security = WORKER_SECURITY
 
     @post(
         "/ingestion-jobs",
@@ -48,7 +50,8 @@ class WorkerController(Controller):
         responses={
             200: ResponseSpec(
                 Job, description="The job already registered under external_id."
-            )
+            ),
+            **errors(400, 401, 403, 413, 503),
         },
     )
     async def register(
@@ -61,6 +64,9 @@ class WorkerController(Controller):
         "/ingestion-jobs/{job_id:int}/events",
         status_code=200,
         summary="Report one event",
+        description="200 also when the event changes nothing: then applied is false "
+        "and reason is duplicate, stale_attempt or job_terminal.",
+        responses=errors(400, 401, 403, 404, 409, 413, 503),
     )
     async def report_event(
         self, engine: Engine, job_id: JobId, data: JSONBody[Event]
@@ -74,7 +80,15 @@ class WorkerController(Controller):
             job=job_from_row(outcome.row),
         )
 
-    @post("/ingestion-events", status_code=200, summary="Report events of many jobs")
+    @post(
+        "/ingestion-events",
+        status_code=200,
+        summary="Report events of many jobs",
+        description="Applies the events in order in one transaction. An unknown job "
+        "or an attempt ahead of the job fails only its own event: reason not_found "
+        "or attempt_ahead, with a detail.",
+        responses=errors(400, 401, 403, 413, 503),
+    )
     async def report_events(
         self, engine: Engine, data: JSONBody[EventBatch]
     ) -> BatchResult:

@@ -30,9 +30,39 @@ class Event(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One progress or status report from a worker."""
 
     type: EventType
-    attempt: Annotated[int, Meta(ge=1, le=INT_MAX)] | None = None
-    seq: Count | None = None
-    occurred_at: datetime | None = None
+    attempt: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=INT_MAX,
+                description="Attempt the event belongs to; the job's current one if "
+                "absent. Events of an older attempt change nothing.",
+            ),
+        ]
+        | None
+    ) = None
+    seq: (
+        Annotated[
+            int,
+            Meta(
+                ge=0,
+                le=BIGINT_MAX,
+                description="Counter raised with every event of an attempt; an event "
+                "whose seq is not above the last applied one changes nothing.",
+            ),
+        ]
+        | None
+    ) = None
+    occurred_at: (
+        Annotated[
+            datetime,
+            Meta(
+                description="When it happened; UTC if it has no offset; now if absent."
+            ),
+        ]
+        | None
+    ) = None
     current: Count | None = None
     total: Count | None = None
     message: str | None = None

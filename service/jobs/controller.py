@@ -10,6 +10,7 @@ from litestar.params import Body, FromQuery, PathParameter, QueryParameter
 
 from service.auth import require_scope
 from service.errors import InvalidInput, ServiceUnavailable
+from service.http.openapi import API_SECURITY, errors
 from service.jobs.schemas import (
     JOB_STATUSES,
     CollectionStatus,
@@ -57,8 +58,14 @@ class CollectionJobsController(Controller):
     path = "/collections/{collection_id:int}"
     guards = [require_scope("api")]  # noqa: RUF012 - Litestar reads this class attribute
     tags = ["jobs"]  # noqa: RUF012 - Litestar reads this class attribute
+    security = API_SECURITY
 
-    @get("/ingestion-jobs", summary="List a collection's ingestion jobs")
+    @get(
+        "/ingestion-jobs",
+        summary="List a collection's ingestion jobs",
+        description="Pages never skip or repeat a job: ties in the sort break on id.",
+        responses=errors(400, 401, 403, 503),
+    )
     async def list_jobs(
         self,
         jobs: Jobs,
@@ -87,7 +94,11 @@ class CollectionJobsController(Controller):
             sort_order=sort_order,
         )
 
-    @get("/ingestion-jobs/{job_id:int}", summary="Read one ingestion job")
+    @get(
+        "/ingestion-jobs/{job_id:int}",
+        summary="Read one ingestion job",
+        responses=errors(400, 401, 403, 404, 503),
+    )
     async def get_job(
         self,
         jobs: Jobs,
@@ -96,7 +107,11 @@ class CollectionJobsController(Controller):
     ) -> Job:
         return await jobs.get(collection_id, job_id)
 
-    @get("/ingestion-status", summary="Summarise a collection's ingestion")
+    @get(
+        "/ingestion-status",
+        summary="Summarise a collection's ingestion",
+        responses=errors(400, 401, 403, 503),
+    )
     async def get_status(
         self, jobs: Jobs, collection_id: CollectionId
     ) -> CollectionStatus:
@@ -106,6 +121,10 @@ class CollectionJobsController(Controller):
         "/ingestion-jobs/{job_id:int}/retry",
         status_code=200,
         summary="Retry a failed job",
+        description="Moves the job to pending as attempt + 1 and forwards it to the "
+        "backend's ingest API. 503 without Retry-After when TRACKER_BACKEND_URL is "
+        "not set.",
+        responses=errors(400, 401, 403, 404, 409, 413, 503),
     )
     async def retry_job(
         self,
@@ -136,7 +155,11 @@ class CollectionJobsController(Controller):
         return job
 
     @post(
-        "/ingestion-jobs/{job_id:int}/cancel", status_code=200, summary="Cancel a job"
+        "/ingestion-jobs/{job_id:int}/cancel",
+        status_code=200,
+        summary="Cancel a pending or processing job",
+        description="The worker learns it from the answer to its next event.",
+        responses=errors(400, 401, 403, 404, 409, 503),
     )
     async def cancel_job(
         self,

@@ -56,7 +56,7 @@ class Job(msgspec.Struct, kw_only=True):
     """An ingestion job as the tracker stores it."""
 
     id: int
-    job_id: int
+    job_id: Annotated[int, Meta(description="The same value as id, for compatibility.")]
     collection_id: int
     collection_name: str | None
     owner: str | None

@@ -143,12 +143,35 @@ async def test_openapi_lists_contract_paths(client: AsyncTestClient[Any]) -> Non
         assert path in paths, path
 
 
-async def test_openapi_declares_bearer_security(
+async def test_openapi_declares_bearer_scopes(
     client: AsyncTestClient[Any],
 ) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
-    scheme = schema["components"]["securitySchemes"]["bearer"]
-    assert scheme == {"type": "http", "scheme": "bearer"}
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["api_token"]["scheme"] == "bearer"
+    assert schemes["worker_token"]["scheme"] == "bearer"
+
+
+async def test_openapi_names_scope_per_operation(
+    client: AsyncTestClient[Any],
+) -> None:
+    paths = (await client.get("/schema/openapi.json")).json()["paths"]
+    events = paths["/ingestion-jobs/{job_id}/events"]["post"]
+    listing = paths["/collections/{collection_id}/ingestion-jobs"]["get"]
+    assert events["security"] == [{"worker_token": []}]
+    assert listing["security"] == [{"api_token": []}]
+    assert "security" not in paths["/health"]["get"]
+
+
+async def test_openapi_documents_error_answers(
+    client: AsyncTestClient[Any],
+) -> None:
+    paths = (await client.get("/schema/openapi.json")).json()["paths"]
+    cancel = paths["/collections/{collection_id}/ingestion-jobs/{job_id}/cancel"]
+    responses = cancel["post"]["responses"]
+    assert {"401", "403", "404", "409", "503"} <= set(responses)
+    body = responses["409"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/Problem"}
 
 
 async def test_openapi_documents_list_parameters(

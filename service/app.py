@@ -107,7 +107,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
 def create_app(
     settings: Settings, *, backend_transport: httpx.AsyncBaseTransport | None = None
 ) -> Litestar:
-    """Build the application; ``backend_transport`` stands in for the backend."""
+    """Build the application; tests pass ``backend_transport`` to fake the backend."""
     openapi = OpenAPIConfig(
         title="Ingestion tracker",
         version=VERSION,

@@ -14,7 +14,7 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost
 
 
 class ConfigError(Exception):
-    """An environment variable holds a value the service cannot use."""
+    """An environment variable contains a value the service cannot use."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,4 +1,4 @@
-"""Domain errors and their one mapping to HTTP answers ``{status_code, detail}``."""
+"""Domain errors and their one mapping to HTTP responses ``{status_code, detail}``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ logger = structlog.get_logger(__name__)
 
 
 class TrackerError(Exception):
-    """Base of every error the service answers with a 4xx or 503."""
+    """Base of every error the service returns as a 4xx or 503 response."""
 
     status_code = 400
 
@@ -175,7 +175,7 @@ def handle_http_error(
 def handle_database_error(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[Any]:
-    """Answer 503 when PostgreSQL is unreachable; any other database error is a 500."""
+    """Return 503 when PostgreSQL is unreachable, and 500 for other database errors."""
     unreachable = isinstance(
         exc, (OperationalError, InterfaceError, PoolTimeoutError, *DISCONNECT_ERRORS)
     )

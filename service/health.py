@@ -28,10 +28,10 @@ class Health(msgspec.Struct, kw_only=True):
     "/health",
     tags=["health"],
     summary="Check the service and its database",
-    responses={503: ResponseSpec(Health, description="The database does not answer.")},
+    responses={503: ResponseSpec(Health, description="The database is unreachable.")},
 )
 async def health(engine: NamedDependency[AsyncEngine]) -> Response[Health]:
-    """Answer 200 when PostgreSQL answers a query, 503 when it does not."""
+    """Return 200 when PostgreSQL runs a query, 503 when it does not."""
     try:
         async with (
             asyncio.timeout(PING_TIMEOUT_SECONDS),

@@ -87,15 +87,17 @@ def bound_error_details(details: dict[str, Any]) -> dict[str, Any]:
     if encoded_size(bounded) <= DETAILS_MAX_BYTES:
         return bounded
 
-    kept: dict[str, Any] = {
+    essentials: dict[str, Any] = {
         key: bounded[key]
         for key in ("exception_type", "stage", "traceback")
         if key in bounded
     }
-    dropped = sorted(key for key in bounded if key not in kept)
-    kept["truncated"] = f"{len(dropped)} other fields dropped: details exceeded 64 KiB"
-    kept["dropped_fields"] = dropped[:50]
-    return kept
+    dropped = sorted(key for key in bounded if key not in essentials)
+    essentials["truncated"] = (
+        f"{len(dropped)} other fields dropped: details exceeded 64 KiB"
+    )
+    essentials["dropped_fields"] = dropped[:50]
+    return essentials
 
 
 def bound_stats(stats: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ class ReceivedRequest:
 
 @dataclass
 class FakeBackend:
-    """Answers ingest requests with scripted status codes and serves stored files.
+    """Returns scripted status codes to ingest requests and serves stored files.
 
     ``statuses`` is consumed one code per ingest request; once empty, requests get 202.
     """

@@ -151,7 +151,7 @@ async def register(client: AsyncTestClient[Any], **fields: Any) -> dict[str, Any
 async def send_event(
     client: AsyncTestClient[Any], job_id: int, **event: Any
 ) -> dict[str, Any]:
-    """Post one event and return the answer, which must be a 200."""
+    """Post one event and return the response body, which must come with a 200."""
     response = await client.post(f"/ingestion-jobs/{job_id}/events", json=event)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()

@@ -36,7 +36,7 @@ Engine = NamedDependency[AsyncEngine]
 
 
 class WorkerController(Controller):
-    """What a backend and its workers send."""
+    """Endpoints that a backend and its workers call."""
 
     guards = [require_scope("worker")]  # noqa: RUF012 - Litestar reads this class attribute
     tags = ["worker"]  # noqa: RUF012 - Litestar reads this class attribute

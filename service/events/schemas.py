@@ -14,9 +14,9 @@ from service.limits import BIGINT_MAX, INT_MAX
 EventType = Literal[
     "started", "progress", "heartbeat", "completed", "failed", "cancelled", "deleted"
 ]
-# Why a valid event changed nothing. duplicate: its seq is not above the last applied
-# one. stale_attempt: the job was retried since. job_terminal: the job is completed,
-# failed, cancelled or deleted.
+# Reasons a valid event changed nothing. duplicate: its seq is not above the last
+# applied one. stale_attempt: the job was retried since. job_terminal: the job is
+# completed, failed, cancelled or deleted.
 IgnoredReason = Literal["duplicate", "stale_attempt", "job_terminal"]
 # Only in batch results, where an event that fails on its own does not fail the batch.
 BatchErrorReason = Literal["not_found", "attempt_ahead"]
@@ -85,7 +85,7 @@ class EventBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class EventResult(msgspec.Struct, kw_only=True):
-    """The answer to one event: whether it changed the job, and the job as it is now."""
+    """The response to one event: whether it changed the job, and the job now."""
 
     applied: bool
     reason: IgnoredReason | None
@@ -94,7 +94,7 @@ class EventResult(msgspec.Struct, kw_only=True):
 
 
 class BatchItemResult(msgspec.Struct, kw_only=True):
-    """The answer to one event of a batch; ``detail`` explains a batch-only reason."""
+    """The response to one event of a batch, with a detail for a batch-only reason."""
 
     job_id: int
     applied: bool
@@ -104,6 +104,6 @@ class BatchItemResult(msgspec.Struct, kw_only=True):
 
 
 class BatchResult(msgspec.Struct, kw_only=True):
-    """Answers to a batch, in the order of its events."""
+    """Responses to a batch, in the order of its events."""
 
     results: list[BatchItemResult]

@@ -31,7 +31,7 @@ DEFAULT_ERROR_MESSAGE = "The worker reported a failure without a message"
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one event did to its job."""
+    """The effect of one event on its job."""
 
     applied: bool
     reason: IgnoredReason | None

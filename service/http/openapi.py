@@ -8,7 +8,7 @@ from litestar.openapi.spec import Components, SecurityRequirement, SecuritySchem
 
 
 class Problem(msgspec.Struct, kw_only=True):
-    """The body of every error answer."""
+    """The body of every error response."""
 
     status_code: int
     detail: str
@@ -26,7 +26,7 @@ _DESCRIPTIONS = {
 
 
 def errors(*codes: int) -> dict[int, ResponseSpec]:
-    """Document the error answers of an operation, each with the Problem body."""
+    """Document the error responses of an operation, each with the Problem body."""
     return {
         code: ResponseSpec(
             Problem, description=_DESCRIPTIONS[code], generate_examples=False

@@ -158,7 +158,7 @@ class CollectionJobsController(Controller):
         "/ingestion-jobs/{job_id:int}/cancel",
         status_code=200,
         summary="Cancel a pending or processing job",
-        description="The worker learns it from the answer to its next event.",
+        description="The worker learns it from the response to its next event.",
         responses=errors(400, 401, 403, 404, 409, 503),
     )
     async def cancel_job(

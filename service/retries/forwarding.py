@@ -61,7 +61,7 @@ class BackendForwarder:
         return headers
 
     async def forward(self, job: RowMapping, attempt: int) -> ForwardResult:
-        """Send the job's ingest request once and classify the answer."""
+        """Send the job's ingest request once and classify the response."""
         try:
             response = await self._send(job, attempt)
         except Rejected as exc:
@@ -161,7 +161,7 @@ def urls_to_ingest(job: RowMapping) -> list[str]:
 
 
 def classify(response: httpx.Response) -> ForwardResult:
-    """Sort an HTTP answer into accepted, worth retrying, or rejected."""
+    """Sort an HTTP response into accepted, worth retrying, or rejected."""
     if response.is_success:
         return ForwardResult(accepted=True, retryable=False)
     retryable = response.status_code >= 500 or response.status_code in RETRYABLE_STATUS

@@ -110,8 +110,8 @@ retry_outbox = sa.Table(
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=UTC_NOW
     ),
-    # When the row is next due; a claim moves it forward by the lease, so a replica that
-    # dies mid-send leaves the row to another one once the lease runs out.
+    # When the row is next due. A claim moves it forward by the lease, so the row of a
+    # replica that dies mid-send goes to another replica once the lease runs out.
     sa.Column(
         "next_attempt_at",
         sa.DateTime(timezone=True),

@@ -60,7 +60,12 @@ def _start_dispatcher(app: Litestar, engine: AsyncEngine) -> asyncio.Task[None] 
     app.state.backend_client = client
     dispatcher = RetryDispatcher(
         RetryStore(engine),
-        BackendForwarder(client, settings.backend_url, settings.backend_token),
+        BackendForwarder(
+            client,
+            settings.backend_url,
+            settings.backend_token,
+            max_file_bytes=settings.retry_max_file_bytes,
+        ),
         backoff_seconds=settings.retry_backoff_seconds,
         backoff_max_seconds=settings.retry_backoff_max_seconds,
         max_tries=settings.retry_max_tries,

@@ -58,7 +58,8 @@ def require_scope(scope: Scope) -> Guard:
             return
         if _matches(token, tokens[other]):
             raise PermissionDeniedException(
-                f"This token has the {other} scope; this endpoint needs a {scope} token"
+                f"This token has the {other} scope; this endpoint needs a token of the "
+                f"{scope} scope"
             )
         raise NotAuthorizedException("Invalid bearer token", headers=CHALLENGE)
 

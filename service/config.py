@@ -6,6 +6,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 import platformdirs
@@ -32,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_seconds: float = 1.0
     retry_backoff_max_seconds: float = 300.0
     retry_max_tries: int = 8
+    retry_max_file_bytes: int = 100 * 1024 * 1024
     backend_timeout_seconds: float = 30.0
     dispatch_interval_seconds: float = 1.0
     db_pool_size: int = 10
@@ -70,6 +72,7 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "TRACKER_RETRY_BACKOFF_SECONDS": ("retry_backoff_seconds", float),
     "TRACKER_RETRY_BACKOFF_MAX_SECONDS": ("retry_backoff_max_seconds", float),
     "TRACKER_RETRY_MAX_TRIES": ("retry_max_tries", int),
+    "TRACKER_RETRY_MAX_FILE_BYTES": ("retry_max_file_bytes", int),
     "TRACKER_BACKEND_TIMEOUT_SECONDS": ("backend_timeout_seconds", float),
     "TRACKER_DISPATCH_INTERVAL_SECONDS": ("dispatch_interval_seconds", float),
     "TRACKER_DB_POOL_SIZE": ("db_pool_size", int),
@@ -122,6 +125,14 @@ def validate(settings: Settings) -> None:
         ("http://", "https://")
     ):
         raise ConfigError("TRACKER_BACKEND_URL must be an http:// or https:// URL")
+    if (
+        settings.backend_url is not None
+        and "@" in urlsplit(settings.backend_url).netloc
+    ):
+        raise ConfigError(
+            "TRACKER_BACKEND_URL must not contain credentials, because error messages "
+            "show it; put the token in TRACKER_BACKEND_TOKEN"
+        )
     if settings.log_level.lower() not in {"debug", "info", "warning", "error"}:
         raise ConfigError(
             "TRACKER_LOG_LEVEL must be one of: debug, info, warning, error"

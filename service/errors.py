@@ -177,7 +177,13 @@ def handle_database_error(
 ) -> Response[Any]:
     """Return 503 when PostgreSQL is unreachable, and 500 for other database errors."""
     unreachable = isinstance(
-        exc, (OperationalError, InterfaceError, PoolTimeoutError, *DISCONNECT_ERRORS)
+        exc,
+        (
+            OperationalError,
+            InterfaceError,
+            PoolTimeoutError,
+            *DISCONNECT_ERRORS,
+        ),
     )
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         unreachable = True
@@ -188,6 +194,20 @@ def handle_database_error(
             ServiceUnavailable("The database is unavailable; try again shortly"),
         )
     return handle_unexpected_error(request, exc)
+
+
+def handle_transaction_conflict(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[Any]:
+    """Answer 503 for a deadlock or serialization failure, which a retry resolves."""
+    logger.warning("transaction_conflict", path=request.url.path, error=str(exc))
+    return handle_tracker_error(
+        request,
+        ServiceUnavailable(
+            "A concurrent update conflicted with this request; send it again",
+            retry_after=1,
+        ),
+    )
 
 
 def handle_unexpected_error(
@@ -208,6 +228,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     PoolTimeoutError: handle_database_error,
     OSError: handle_database_error,
     asyncpg.PostgresConnectionError: handle_database_error,
+    asyncpg.exceptions.OperatorInterventionError: handle_database_error,
+    asyncpg.exceptions.TransactionRollbackError: handle_transaction_conflict,
     asyncpg.InterfaceError: handle_database_error,
     Exception: handle_unexpected_error,
 }

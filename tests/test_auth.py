@@ -101,7 +101,7 @@ async def test_worker_token_on_api_is_forbidden(
     assert response.status_code == 403
     assert response.json()["status_code"] == 403
     assert "worker scope" in detail
-    assert "api token" in detail
+    assert "token of the api scope" in detail
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ async def test_api_token_on_worker_is_forbidden(
     detail = response.json()["detail"]
     assert response.status_code == 403
     assert "api scope" in detail
-    assert "worker token" in detail
+    assert "token of the worker scope" in detail
 
 
 async def test_worker_token_registers_and_reports(

@@ -475,18 +475,26 @@ async def test_relative_file_url_resolves_on_backend(
     ],
 )
 async def test_invalid_plugin_urls_fail_job(
-    tracked_client: AsyncTestClient[Any], backend: FakeBackend, urls: Any
+    tracked_client: AsyncTestClient[Any],
+    backend: FakeBackend,
+    database_url: str,
+    urls: Any,
 ) -> None:
     job = await register_failed(
         tracked_client,
         source="url",
-        file_url="https://example.org/start",
-        plugin_params={"urls": urls},
+        plugin_params={"urls": ["https://example.org/start"]},
     )
-    await retry(tracked_client, job)
-    failed = await wait_for_status(tracked_client, 1, job["id"], "failed")
+    response = await tracked_client.post(
+        f"/collections/1/ingestion-jobs/{job['id']}/retry",
+        json={"override_params": {"urls": urls}},
+    )
+    stored = await tracked_client.get(f"/collections/1/ingestion-jobs/{job['id']}")
 
-    assert "plugin_params.urls must" in failed["error_message"]
+    assert response.status_code == 400
+    assert "override_params.urls" in response.json()["detail"]
+    assert stored.json()["status"] == "failed"
+    assert await outbox_rows(database_url, job["id"]) == []
     assert backend.received == []
 
 

@@ -216,3 +216,24 @@ async def test_concurrent_progress_keeps_highest_seq(serve_app: ServeApp) -> Non
     assert current["progress"]["current"] == PROGRESS_EVENTS
     assert current["progress"]["message"] == f"chunk {PROGRESS_EVENTS}"
     assert current["progress"]["percentage"] == 100.0
+
+
+async def test_opposite_order_batches_never_deadlock(serve_app: ServeApp) -> None:
+    client = await serve_app()
+    job_ids = [
+        (await register(client, external_id=f"lock-{n}"))["id"] for n in range(20)
+    ]
+
+    def batch(round_number: int) -> dict[str, Any]:
+        ordered = job_ids if round_number % 2 == 0 else list(reversed(job_ids))
+        events = [
+            {"job_id": job_id, "type": "progress", "current": round_number, "total": 99}
+            for job_id in ordered
+        ]
+        return {"events": events}
+
+    responses = await asyncio.gather(
+        *(client.post("/ingestion-events", json=batch(n)) for n in range(16))
+    )
+    statuses = [response.status_code for response in responses]
+    assert statuses == [200] * 16

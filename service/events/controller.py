@@ -21,7 +21,7 @@ from service.events.schemas import (
     EventBatch,
     EventResult,
 )
-from service.events.store import apply_event
+from service.events.store import apply_event, lock_jobs
 from service.http.openapi import WORKER_SECURITY, errors
 from service.jobs.records import job_from_row
 from service.jobs.schemas import Job, JobCreate
@@ -94,6 +94,7 @@ class WorkerController(Controller):
     ) -> BatchResult:
         results: list[BatchItemResult] = []
         async with driver_connection(engine) as connection, connection.transaction():
+            await lock_jobs(connection, sorted({event.job_id for event in data.events}))
             for event in data.events:
                 results.append(await _apply_in_batch(connection, event))
         return BatchResult(results=results)

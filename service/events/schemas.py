@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -70,6 +70,18 @@ class Event(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     processing_stats: dict[str, Any] | None = None
     error_message: str | None = None
     error_details: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        """Read occurred_at without an offset as UTC; reject times before year 1 UTC."""
+        if self.occurred_at is None:
+            return
+        moment = self.occurred_at
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        try:
+            self.occurred_at = moment.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("occurred_at must be after 0001-01-01T00:00:00Z") from None
 
 
 class BatchEvent(Event, kw_only=True, forbid_unknown_fields=True):

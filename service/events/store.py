@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -25,6 +24,7 @@ from service.store.tables import SELECT_JOB
 
 logger = structlog.get_logger(__name__)
 
+LOCK_JOBS = "SELECT 1 FROM ingestion_jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
 STATUS_CHANGES = {"started", "completed", "failed", "cancelled", "deleted"}
 DEFAULT_ERROR_MESSAGE = "The worker reported a failure without a message"
 
@@ -46,13 +46,6 @@ def _json(value: dict[str, Any] | None) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """Read a time without an offset as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _values(job_id: int, event: Event) -> dict[str, Any]:
     """Return the statement parameters of ``event``, cut to the stored limits."""
     message = event.message
@@ -62,7 +55,7 @@ def _values(job_id: int, event: Event) -> dict[str, Any]:
         "job_id": job_id,
         "attempt": event.attempt,
         "seq": event.seq,
-        "occurred": _utc(event.occurred_at),
+        "occurred": event.occurred_at,
         "current": event.current,
         "total": event.total,
         "message": None
@@ -77,6 +70,11 @@ def _values(job_id: int, event: Event) -> dict[str, Any]:
             None if error_details is None else bound_error_details(error_details)
         ),
     }
+
+
+async def lock_jobs(connection: asyncpg.Connection, job_ids: list[int]) -> None:
+    """Lock the rows of a batch in id order, so concurrent batches cannot deadlock."""
+    await connection.execute(LOCK_JOBS, job_ids)
 
 
 async def apply_event(

@@ -53,12 +53,27 @@ def check_plugin_params(params: dict[str, Any], field: str) -> dict[str, Any]:
     return cleaned
 
 
+def check_urls(params: dict[str, Any], field: str) -> None:
+    """Raise InvalidInput unless ``params`` has no urls or a non-empty list of them."""
+    urls = params.get("urls")
+    if urls is None:
+        return
+    if isinstance(urls, list) and urls and all(isinstance(u, str) and u for u in urls):
+        return
+    raise InvalidInput(
+        f"Invalid {field}: expected a non-empty list of URL strings, which a retry of "
+        "a url job re-submits"
+    )
+
+
 def _registration_values(data: JobCreate) -> dict[str, Any]:
     if data.source == "url" and not (data.file_url or data.plugin_params.get("urls")):
         raise InvalidInput(
             "Invalid file_url: a job with source 'url' needs file_url or "
             "plugin_params.urls, which a retry re-submits"
         )
+    if data.source == "url":
+        check_urls(data.plugin_params, "plugin_params.urls")
     values: dict[str, Any] = {
         "collection_id": data.collection_id,
         "file_size": data.file_size,

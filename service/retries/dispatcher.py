@@ -14,7 +14,9 @@ from service.retries.store import Delivery, RetryStore
 
 logger = structlog.get_logger(__name__)
 
-CLAIM_BATCH = 10
+# One row per claim: the job is read right before its send, and no claimed row waits
+# behind others while its lease runs out.
+CLAIM_BATCH = 1
 
 
 class RetryDispatcher:
@@ -37,9 +39,10 @@ class RetryDispatcher:
         self._backoff_max = backoff_max_seconds
         self._max_tries = max_tries
         self._poll = poll_seconds
-        # A claimed row stays invisible to other replicas for the lease. It must outlast
-        # one try: a download and an upload, each bounded by the request timeout.
-        self._lease = timedelta(seconds=3 * request_timeout_seconds + 10)
+        # One try (a download and an upload) must end within its deadline, and a claimed
+        # row stays invisible to other replicas for a lease that outlasts that deadline.
+        self._try_deadline = 2 * request_timeout_seconds + 5
+        self._lease = timedelta(seconds=self._try_deadline + 30)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -66,15 +69,16 @@ class RetryDispatcher:
                         "retry_dispatch_failed", consecutive_failures=failures
                     )
                     delivered = 0
-                    await asyncio.sleep(min(self._poll * 2**failures, 30.0))
+                    await self._wait(min(self._poll * 2**failures, 10.0))
                 if delivered == 0:
-                    await self._wait()
+                    await self._wait(self._poll)
         finally:
             logger.info("retry_dispatcher_stopped")
 
-    async def _wait(self) -> None:
+    async def _wait(self, seconds: float) -> None:
+        """Sleep for ``seconds`` or until a retry request wakes the dispatcher."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._wake.clear()
 
     async def run_once(self) -> int:
@@ -96,7 +100,15 @@ class RetryDispatcher:
             return
 
         try:
-            result = await self._forwarder.forward(job, delivery.attempt)
+            # httpx's timeout bounds each read, so a backend that trickles bytes could
+            # hold a try open for ever without this deadline.
+            async with asyncio.timeout(self._try_deadline):
+                result = await self._forwarder.forward(job, delivery.attempt)
+        except TimeoutError:
+            error = (
+                f"the backend did not complete the request in {self._try_deadline} s"
+            )
+            result = ForwardResult(accepted=False, retryable=True, error=error)
         except Exception as exc:
             # A bug or an unforeseen input must not leave the row retried forever.
             log.exception("retry_forward_error")

@@ -43,9 +43,15 @@ class BackendForwarder:
     """Sends retries to the backend's ingest endpoints over one HTTP client."""
 
     def __init__(
-        self, client: httpx.AsyncClient, base_url: str, token: str | None
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        token: str | None,
+        *,
+        max_file_bytes: int,
     ) -> None:
         self._client = client
+        self._max_file_bytes = max_file_bytes
         self._base_url = base_url.rstrip("/")
         self._token = token
 
@@ -78,7 +84,8 @@ class BackendForwarder:
             return ForwardResult(
                 accepted=False,
                 retryable=True,
-                error=f"the backend could not be reached ({type(exc).__name__}: {exc})",
+                error=f"the backend could not be reached or dropped the connection "
+                f"({type(exc).__name__}: {exc or 'no detail'})",
             )
         return classify(response)
 
@@ -136,16 +143,28 @@ class BackendForwarder:
                 "only files stored by the backend itself are re-uploaded"
             )
         auth = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        # NOTE: the whole file is held in memory for the re-upload.
         try:
-            response = await self._client.get(file_url, headers=auth)
+            async with self._client.stream("GET", file_url, headers=auth) as response:
+                if not response.is_success:
+                    await response.aread()
+                    result = classify(response)
+                    message = f"downloading the file failed: {result.error}"
+                    raise TryLater(message) if result.retryable else Rejected(message)
+                return await self._read_capped(response, file_url)
         except httpx.InvalidURL as exc:
             raise Rejected(f"file_url {file_url!r} is not a valid URL: {exc}") from None
-        if not response.is_success:
-            result = classify(response)
-            message = f"downloading the file failed: {result.error}"
-            raise TryLater(message) if result.retryable else Rejected(message)
-        return response.content
+
+    async def _read_capped(self, response: httpx.Response, file_url: str) -> bytes:
+        """Read the file into memory, rejecting it once it exceeds the size limit."""
+        content = bytearray()
+        async for chunk in response.aiter_bytes():
+            content += chunk
+            if len(content) > self._max_file_bytes:
+                raise Rejected(
+                    f"the file at {file_url} exceeds TRACKER_RETRY_MAX_FILE_BYTES "
+                    f"({self._max_file_bytes} bytes), so it is not re-uploaded"
+                )
+        return bytes(content)
 
 
 def urls_to_ingest(job: RowMapping) -> list[str]:

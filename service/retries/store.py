@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.errors import StateConflict
 from service.jobs.records import job_from_row
 from service.jobs.schemas import Job
-from service.jobs.store import check_plugin_params, fetch_job
+from service.jobs.store import check_plugin_params, check_urls, fetch_job
 from service.limits import ERROR_MESSAGE_MAX_CHARS, truncate
 from service.store.tables import jobs, retry_outbox
 
@@ -97,6 +97,8 @@ class RetryStore:
             check_plugin_params(
                 row["plugin_params"], "override_params (merged over plugin_params)"
             )
+            if row["source"] == "url":
+                check_urls(row["plugin_params"], "override_params.urls")
             await connection.execute(
                 sa.insert(retry_outbox).values(job_id=job_id, attempt=row["attempt"])
             )

@@ -9,7 +9,15 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # Errors after which a connection is unusable and must not go back into the pool.
-DISCONNECT_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+DISCONNECT_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    # The server is shutting down or starting up: admin shutdown, cannot connect now.
+    asyncpg.exceptions.OperatorInterventionError,
+    OSError,
+)
+# A statement that runs longer fails, so a frozen database yields a 503 in seconds.
+COMMAND_TIMEOUT_SECONDS = 10
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -20,7 +28,11 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """
 
     async def connect() -> asyncpg.Connection:
-        return await asyncpg.connect(database_url, command_timeout=60)
+        return await asyncpg.connect(
+            database_url,
+            command_timeout=COMMAND_TIMEOUT_SECONDS,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+        )
 
     return create_async_engine(
         "postgresql+asyncpg://",

@@ -1,0 +1,73 @@
+"""Worker SDK and query client of the ingestion tracker.
+
+``TrackerClient`` reads and steers jobs with an ``api`` token. ``WorkerClient``
+registers jobs and creates a ``JobReporter`` per job, which sends progress and status
+events in the background with a ``worker`` token. Both have asyncio flavours.
+"""
+
+from ingestion_tracker_client._async_reporter import AsyncJobReporter
+from ingestion_tracker_client._errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidResponse,
+    JobCancelled,
+    JobNotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TrackerConnectionError,
+    TrackerError,
+    TrackerHTTPError,
+    Unauthorized,
+)
+from ingestion_tracker_client._models import (
+    JOB_STATUSES,
+    TERMINAL_STATUSES,
+    CollectionStatus,
+    EventResult,
+    Job,
+    JobPage,
+    Progress,
+    StatusCounts,
+)
+from ingestion_tracker_client._query import AsyncTrackerClient, TrackerClient
+from ingestion_tracker_client._reporter import JobReporter
+from ingestion_tracker_client._transport import __version__
+from ingestion_tracker_client._worker import (
+    AsyncWorkerClient,
+    JobFields,
+    WorkerClient,
+    resume_from_headers,
+)
+
+__all__ = [
+    "JOB_STATUSES",
+    "TERMINAL_STATUSES",
+    "AsyncJobReporter",
+    "AsyncTrackerClient",
+    "AsyncWorkerClient",
+    "BadRequest",
+    "CollectionStatus",
+    "Conflict",
+    "EventResult",
+    "Forbidden",
+    "InvalidResponse",
+    "Job",
+    "JobCancelled",
+    "JobFields",
+    "JobNotFound",
+    "JobPage",
+    "JobReporter",
+    "PayloadTooLarge",
+    "Progress",
+    "ServiceUnavailable",
+    "StatusCounts",
+    "TrackerClient",
+    "TrackerConnectionError",
+    "TrackerError",
+    "TrackerHTTPError",
+    "Unauthorized",
+    "WorkerClient",
+    "__version__",
+    "resume_from_headers",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -10,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from service.config import ConfigError, load_settings
 from service.limits import DETAILS_MAX_BYTES, TRUNCATION_MARKER, bound_error_details
+from service.retries.store import RetryStore
 from service.store.engine import create_engine
 from tests.backend import FakeBackend
 from tests.conftest import ClientFactory, register, send_event
@@ -132,3 +134,23 @@ async def test_health_503_carries_retry_after(client: AsyncTestClient[Any]) -> N
     response = await client.get("/health")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
+
+
+async def test_expired_claim_cannot_fail_job(
+    client: AsyncTestClient[Any], database_url: str
+) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    store = RetryStore(engine)
+    job = await register_failed(client, source="base")
+    await store.request_retry(1, job["id"], None)
+    (first,) = await store.claim_due(1, timedelta(seconds=0))
+    # The first claim's lease ran out, and another replica claimed the row.
+    (second,) = await store.claim_due(1, timedelta(seconds=60))
+
+    gave_up = await store.give_up(first, "late", stage="retry_forwarding")
+    await engine.dispose()
+    stored = (await client.get(f"/collections/1/ingestion-jobs/{job['id']}")).json()
+    assert first.tries == 1
+    assert second.tries == 2
+    assert gave_up is False
+    assert stored["status"] == "pending"

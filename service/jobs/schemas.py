@@ -32,9 +32,6 @@ JOB_STATUSES: tuple[JobStatus, ...] = (
     "cancelled",
     "deleted",
 )
-TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
-    {"completed", "failed", "cancelled", "deleted"}
-)
 
 Id = Annotated[
     int, Meta(ge=1, le=BIGINT_MAX, description="A positive 64-bit integer id.")

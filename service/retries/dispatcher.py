@@ -68,8 +68,8 @@ class RetryDispatcher:
                     logger.exception(
                         "retry_dispatch_failed", consecutive_failures=failures
                     )
-                    delivered = 0
                     await self._wait(min(self._poll * 2**failures, 10.0))
+                    continue
                 if delivered == 0:
                     await self._wait(self._poll)
         finally:

@@ -41,6 +41,20 @@ def not_retryable(job_id: int, status: str) -> StateConflict:
     )
 
 
+def _still_claimed(delivery: Delivery) -> sa.ColumnElement[bool]:
+    """Match the outbox row only while this claim holds it.
+
+    Each claim raises ``tries``, so a replica whose lease ran out and whose row another
+    replica claimed since cannot overwrite that replica's outcome.
+    """
+    return sa.and_(
+        retry_outbox.c.id == delivery.outbox_id,
+        retry_outbox.c.tries == delivery.tries,
+        retry_outbox.c.delivered_at.is_(None),
+        retry_outbox.c.gave_up_at.is_(None),
+    )
+
+
 class RetryStore:
     """Retry requests and outbox rows over one engine."""
 
@@ -164,7 +178,7 @@ class RetryStore:
         async with self._engine.begin() as connection:
             await connection.execute(
                 sa.update(retry_outbox)
-                .where(retry_outbox.c.id == delivery.outbox_id)
+                .where(_still_claimed(delivery))
                 .values(delivered_at=sa.func.now(), last_error=None)
             )
 
@@ -175,7 +189,7 @@ class RetryStore:
         async with self._engine.begin() as connection:
             await connection.execute(
                 sa.update(retry_outbox)
-                .where(retry_outbox.c.id == delivery.outbox_id)
+                .where(_still_claimed(delivery))
                 .values(next_attempt_at=sa.func.now() + delay, last_error=error)
             )
 
@@ -184,12 +198,12 @@ class RetryStore:
         async with self._engine.begin() as connection:
             await connection.execute(
                 sa.update(retry_outbox)
-                .where(retry_outbox.c.id == delivery.outbox_id)
+                .where(_still_claimed(delivery))
                 .values(gave_up_at=sa.func.now(), last_error=reason)
             )
 
     async def give_up(self, delivery: Delivery, error_message: str, stage: str) -> bool:
-        """Close the row and return the job to failed; False if the job had moved on."""
+        """Close the row and fail the job; False if the job or the claim moved on."""
         message = truncate(error_message, ERROR_MESSAGE_MAX_CHARS)
         fail_job = (
             sa.update(jobs)
@@ -211,11 +225,18 @@ class RetryStore:
             )
             .returning(jobs.c.id)
         )
+        close_row = (
+            sa.update(retry_outbox)
+            .where(_still_claimed(delivery))
+            .values(gave_up_at=sa.func.now(), last_error=message)
+            .returning(retry_outbox.c.id)
+        )
         async with self._engine.begin() as connection:
-            failed = (await connection.execute(fail_job)).first() is not None
-            await connection.execute(
-                sa.update(retry_outbox)
-                .where(retry_outbox.c.id == delivery.outbox_id)
-                .values(gave_up_at=sa.func.now(), last_error=message)
-            )
-        return failed
+            if (await connection.execute(close_row)).first() is None:
+                logger.warning(
+                    "retry_claim_lost",
+                    job_id=delivery.job["id"],
+                    attempt=delivery.attempt,
+                )
+                return False
+            return (await connection.execute(fail_job)).first() is not None

@@ -50,8 +50,15 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connec
     """Lend a pooled connection as asyncpg's own, in autocommit, for prepared SQL."""
     async with engine.connect() as connection:
         raw = await connection.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
         try:
-            yield raw.driver_connection
+            yield driver
         except DISCONNECT_ERRORS:
             await connection.invalidate()
+            raise
+        except BaseException:
+            # SQLAlchemy resets only transactions it began itself, so a cancelled
+            # request must not hand a connection inside a transaction to the next one.
+            if driver.is_in_transaction():
+                await connection.invalidate()
             raise

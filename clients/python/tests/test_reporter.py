@@ -525,3 +525,23 @@ def test_progress_from_many_threads(worker: WorkerClient, tracker: FakeTracker) 
     job.close()
     assert tracker.jobs[1].status == "completed"
     assert tracker.applied_types(1)[-1] == "completed"
+
+
+def test_text_invalid_in_utf8_is_escaped_not_stuck(
+    worker: WorkerClient, tracker: FakeTracker
+) -> None:
+    name = "r\udce9sum\udce9.pdf"  # os.fsdecode of a Latin-1 file name
+    with reporter(worker) as job:
+        job.progress(1, 2, f"reading {name}")
+        job.completed(document_count=1, processing_stats={"file": name})
+    assert tracker.applied_types(1) == ["started", "progress", "completed"]
+    assert tracker.jobs[1].status == "completed"
+
+
+def test_failed_with_invalid_utf8_details_is_delivered(
+    worker: WorkerClient, tracker: FakeTracker
+) -> None:
+    job = reporter(worker)
+    job.failed("cannot open r\udce9sum\udce9.pdf", {"path": "r\udce9sum\udce9.pdf"})
+    job.close()
+    assert tracker.jobs[1].status == "failed"

@@ -26,11 +26,26 @@ INT_MAX = 2**31 - 1
 _TRUNCATION_MARKER = "… [truncated]"
 
 # The tracker keeps at most this much of a traceback. The SDK cuts it first, keeping
-# the end, because the tracker keeps the start and the raising frame is at the end.
+# most of the end, where the raising frame is.
 TRACEBACK_MAX_CHARS = 32_768
 _CUT_MARKER = "\n… [{count} characters cut] …\n"
 # Keys of error details that survive OBJECT_MAX_BYTES, as in the tracker.
 _ESSENTIAL_DETAILS = ("exception_type", "stage", "traceback")
+
+
+def scrub(value: Any) -> Any:
+    """Copy decoded JSON with text that is not valid UTF-8 escaped, so it can be sent.
+
+    A lone surrogate (from ``os.fsdecode`` of a non-UTF-8 file name, say) would make
+    the JSON encoder raise.
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {scrub(key): scrub(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    return value
 
 
 class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -167,7 +182,7 @@ def json_object(value: object, name: str, job_id: int) -> dict[str, Any]:
             job_id,
             exc,
         )
-        encoded = msgspec.json.encode({"value": str(value)})
+        encoded = msgspec.json.encode({"value": scrub(str(value))})
     result: dict[str, Any] = msgspec.json.decode(encoded)
     if len(encoded) > OBJECT_MAX_BYTES:
         result = _shrink(result, name, job_id)

@@ -12,6 +12,7 @@ from ingestion_tracker_client._errors import (
     TrackerConnectionError,
     error_for_response,
 )
+from ingestion_tracker_client._events import scrub
 
 __version__ = "0.1.0"
 USER_AGENT = f"ingestion-tracker-client/{__version__}"
@@ -38,7 +39,12 @@ def _client_options(
 
 
 def _encode(body: object) -> bytes | None:
-    return None if body is None else msgspec.json.encode(body)
+    if body is None:
+        return None
+    try:
+        return msgspec.json.encode(body)
+    except UnicodeEncodeError:
+        return msgspec.json.encode(scrub(msgspec.to_builtins(body)))
 
 
 def _content_headers(content: bytes | None) -> dict[str, str] | None:

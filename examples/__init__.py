@@ -1,0 +1,1 @@
+"""Examples of workers and backends that report to the ingestion tracker."""

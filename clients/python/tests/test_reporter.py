@@ -453,7 +453,12 @@ def test_full_buffer_drops_heartbeats_with_warning(
     job.completed()
     tracker.down = False
     job.close()
-    assert tracker.applied_types(1) == ["started", "heartbeat", "completed"]
+    applied = tracker.applied_types(1)
+    # How many heartbeats survive depends on what the sender thread had in flight when
+    # the buffer filled, so only the bounds are fixed.
+    assert applied[0] == "started"
+    assert applied[-1] == "completed"
+    assert 1 <= applied.count("heartbeat") < 20
     assert "heartbeats_dropped" in actions(caplog, logging.WARNING)
 
 

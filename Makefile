@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run migrate test lint format bench clean
+.PHONY: help run migrate test lint format bench demo clean
 
 help: ## Show the targets and what they do
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -28,10 +28,11 @@ migrate: $(STAMP) ## Apply every pending migration and exit
 test: $(STAMP) ## Run the whole test suite against a real PostgreSQL
 	$(BIN)/pytest
 
-lint: $(STAMP) ## Check formatting, lint rules and types
+lint: $(STAMP) ## Check formatting, lint rules, types and the Compose file
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 format: $(STAMP) ## Rewrite files with ruff's formatter and safe fixes
 	$(BIN)/ruff format .
@@ -39,6 +40,9 @@ format: $(STAMP) ## Rewrite files with ruff's formatter and safe fixes
 
 bench: $(STAMP) ## Measure event ingest and reads on a tracker it starts (docs/benchmarks.md)
 	$(BIN)/python -m bench
+
+demo: $(STAMP) ## Run the whole loop on bundled documents, with live progress
+	$(BIN)/python -m examples.demo
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

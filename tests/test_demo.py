@@ -16,14 +16,17 @@ DEMO_TIMEOUT_SECONDS = 180
 
 
 def demo_processes() -> list[str]:
-    """Return the command lines of PostgreSQL servers in a demo's data directory."""
+    """Return the command lines of demo PostgreSQL servers run from this environment.
+
+    Matching this interpreter's prefix leaves out demos that other checkouts run.
+    """
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "postgres" in text and "tracker-demo-" in text:
+        if "postgres" in text and "tracker-demo-" in text and sys.prefix in text:
             found.append(text)
     return found
 

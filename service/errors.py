@@ -199,7 +199,7 @@ def handle_database_error(
 def handle_transaction_conflict(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[Any]:
-    """Answer 503 for a deadlock or serialization failure, which a retry resolves."""
+    """Return 503 for a deadlock or serialization failure, which a retry resolves."""
     logger.warning("transaction_conflict", path=request.url.path, error=str(exc))
     return handle_tracker_error(
         request,
@@ -213,7 +213,7 @@ def handle_transaction_conflict(
 def handle_unexpected_error(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[Any]:
-    """Log a bug with its traceback and answer a plain 500."""
+    """Log a bug with its traceback and return a plain 500."""
     logger.error("request_failed", path=request.url.path, exc_info=exc)
     return Response(
         _body(500, "Internal server error"), status_code=500, media_type=MediaType.JSON

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import socket
 import time
-import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import uvicorn
 from litestar import Litestar, MediaType, get
 from litestar.testing import AsyncTestClient
 
+from examples.demo.make_documents import docx_bytes, pdf_bytes
 from examples.ingest_backend import BackendConfig
 from examples.ingest_backend import create_app as create_backend
 from examples.ingest_backend.runner import JobRunner
@@ -103,70 +102,6 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
 
     await stop(backend_server)
     await stop(tracker_server)
-
-
-def pdf_bytes(lines: list[str]) -> bytes:
-    """Build a one-page PDF that shows ``lines`` in Helvetica, with a valid xref."""
-    operators = ["BT", "/F1 12 Tf", "14 TL", "72 720 Td"]
-    operators += [f"({line}) Tj T*" for line in lines]
-    operators.append("ET")
-    stream = "\n".join(operators).encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
-        b"<< /Length %d >>\nstream\n%b\nendstream" % (len(stream), stream),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    document = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(document))
-        document += b"%d 0 obj\n%b\nendobj\n" % (number, body)
-
-    xref_offset = len(document)
-    document += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        document += b"%010d 00000 n \n" % offset
-    document += b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (len(objects) + 1)
-    document += b"startxref\n%d\n%%%%EOF\n" % xref_offset
-    return bytes(document)
-
-
-def docx_bytes(paragraphs: list[str]) -> bytes:
-    """Build the three parts a DOCX needs: content types, relationships, body."""
-    main = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
-    package = "http://schemas.openxmlformats.org/package/2006"
-    office = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-    document_type = (
-        "application/vnd.openxmlformats-officedocument.wordprocessingml"
-        ".document.main+xml"
-    )
-    relationships_type = "application/vnd.openxmlformats-package.relationships+xml"
-    body = "".join(f"<w:p><w:r><w:t>{text}</w:t></w:r></w:p>" for text in paragraphs)
-    parts = {
-        "[Content_Types].xml": (
-            f'<Types xmlns="{package}/content-types">'
-            f'<Default Extension="rels" ContentType="{relationships_type}"/>'
-            '<Default Extension="xml" ContentType="application/xml"/>'
-            f'<Override PartName="/word/document.xml" ContentType="{document_type}"/>'
-            "</Types>"
-        ),
-        "_rels/.rels": (
-            f'<Relationships xmlns="{package}/relationships">'
-            f'<Relationship Id="rId1" Type="{office}/officeDocument" '
-            'Target="word/document.xml"/></Relationships>'
-        ),
-        "word/document.xml": (
-            f'<w:document xmlns:w="{main}"><w:body>{body}</w:body></w:document>'
-        ),
-    }
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, xml in parts.items():
-            archive.writestr(name, '<?xml version="1.0" encoding="UTF-8"?>' + xml)
-    return buffer.getvalue()
 
 
 DOCUMENTS = {

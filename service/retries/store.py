@@ -42,7 +42,7 @@ def not_retryable(job_id: int, status: str) -> StateConflict:
 
 
 def _still_claimed(delivery: Delivery) -> sa.ColumnElement[bool]:
-    """Match the outbox row only while this claim holds it.
+    """Match the outbox row only while this claim owns it.
 
     Each claim raises ``tries``, so a replica whose lease ran out and whose row another
     replica claimed since cannot overwrite that replica's outcome.

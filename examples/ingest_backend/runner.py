@@ -59,7 +59,7 @@ class JobRunner:
     async def submit(
         self, request: IngestRequest, headers: Mapping[str, str]
     ) -> tuple[IngestAccepted, bool]:
-        """Start a job unless its Idempotency-Key was seen, and say whether it is new.
+        """Start a job unless its Idempotency-Key was seen; return it and if it is new.
 
         Raises ValueError for malformed retry headers.
         """

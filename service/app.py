@@ -25,7 +25,7 @@ from service.http.middleware import request_logging
 from service.http.openapi import COMPONENTS
 from service.http.request import TrackerRequest
 from service.jobs.controller import CollectionJobsController
-from service.jobs.store import JobStore
+from service.jobs.store import JobStore, Timeouts
 from service.logging import configure_logging
 from service.retries.dispatcher import RetryDispatcher
 from service.retries.forwarding import BackendForwarder
@@ -87,7 +87,13 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     await migrate.upgrade(engine)
     app.state.engine = engine
-    app.state.jobs = JobStore(engine)
+    app.state.jobs = JobStore(
+        engine,
+        Timeouts(
+            stall_seconds=settings.stall_timeout_seconds,
+            heartbeat_seconds=settings.heartbeat_timeout_seconds,
+        ),
+    )
     app.state.retries = RetryStore(engine)
     task = _start_dispatcher(app, engine)
     logger.info(

@@ -10,22 +10,37 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from service.config import Settings
+from service.config import Settings, split_token
 
 Scope = Literal["api", "worker"]
 Guard = Callable[
     [ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]
 ]
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ingestion-tracker"'}
+ACTOR_STATE_KEY = "token_name"
 
 
-def _matches(token: str, tokens: Sequence[str]) -> bool:
-    """Compare with every configured token in constant time, never stopping early."""
+def _match(token: str, entries: Sequence[str]) -> tuple[bool, str | None]:
+    """Compare with every configured token in constant time, never stopping early.
+
+    Returns whether one matched and the name of the entry that did, if it has one.
+    """
     candidate = token.encode()
     found = False
-    for known in tokens:
-        found |= hmac.compare_digest(candidate, known.encode())
-    return found
+    matched_name: str | None = None
+    for entry in entries:
+        name, known = split_token(entry)
+        equal = hmac.compare_digest(candidate, known.encode())
+        found |= equal
+        if equal:
+            matched_name = name
+    return found, matched_name
+
+
+def actor(connection: ASGIConnection[Any, Any, Any, Any], scope: Scope) -> str:
+    """Name the caller for the job history: ``scope:token-name``, or the scope alone."""
+    name: str | None = connection.state.get(ACTOR_STATE_KEY)
+    return scope if name is None else f"{scope}:{name}"
 
 
 def _bearer(header: str | None) -> str | None:
@@ -54,9 +69,11 @@ def require_scope(scope: Scope) -> Guard:
                 "Missing bearer token: send the header 'Authorization: Bearer <token>'",
                 headers=CHALLENGE,
             )
-        if _matches(token, tokens[scope]):
+        found, name = _match(token, tokens[scope])
+        if found:
+            connection.state[ACTOR_STATE_KEY] = name
             return
-        if _matches(token, tokens[other]):
+        if _match(token, tokens[other])[0]:
             raise PermissionDeniedException(
                 f"This token has the {other} scope; this endpoint needs a token of the "
                 f"{scope} scope"

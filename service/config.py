@@ -37,6 +37,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     backend_timeout_seconds: float = 30.0
     dispatch_interval_seconds: float = 1.0
     db_pool_size: int = 10
+    stall_timeout_seconds: int = 60
+    heartbeat_timeout_seconds: int = 600
+    sweep_interval_seconds: float = 5.0
+    stream_keepalive_seconds: float = 15.0
+    stream_buffer_events: int = 1000
     cors_origins: tuple[str, ...] = ()
     log_level: str = "info"
     log_format: str = "auto"
@@ -76,6 +81,11 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "TRACKER_BACKEND_TIMEOUT_SECONDS": ("backend_timeout_seconds", float),
     "TRACKER_DISPATCH_INTERVAL_SECONDS": ("dispatch_interval_seconds", float),
     "TRACKER_DB_POOL_SIZE": ("db_pool_size", int),
+    "TRACKER_STALL_TIMEOUT_SECONDS": ("stall_timeout_seconds", int),
+    "TRACKER_HEARTBEAT_TIMEOUT_SECONDS": ("heartbeat_timeout_seconds", int),
+    "TRACKER_SWEEP_INTERVAL_SECONDS": ("sweep_interval_seconds", float),
+    "TRACKER_STREAM_KEEPALIVE_SECONDS": ("stream_keepalive_seconds", float),
+    "TRACKER_STREAM_BUFFER_EVENTS": ("stream_buffer_events", int),
 }
 
 _TEXTS: dict[str, str] = {
@@ -139,6 +149,17 @@ def validate(settings: Settings) -> None:
         )
     if settings.log_format not in {"auto", "json", "console"}:
         raise ConfigError("TRACKER_LOG_FORMAT must be one of: auto, json, console")
+    if settings.heartbeat_timeout_seconds < settings.stall_timeout_seconds:
+        raise ConfigError(
+            "TRACKER_HEARTBEAT_TIMEOUT_SECONDS must be at least "
+            "TRACKER_STALL_TIMEOUT_SECONDS: a job is flagged stalled before it fails"
+        )
+    for name, entry in _token_entries(settings):
+        if entry.startswith(":") or entry.endswith(":"):
+            raise ConfigError(
+                f"{name} has an entry {_masked(entry)} with an empty name or token; "
+                "write each entry as TOKEN or NAME:TOKEN"
+            )
     if settings.auth_enabled and not (settings.api_tokens and settings.worker_tokens):
         missing = (
             "TRACKER_API_TOKENS" if not settings.api_tokens else "TRACKER_WORKER_TOKENS"
@@ -152,6 +173,26 @@ def validate(settings: Settings) -> None:
             f"refusing to serve on {settings.host} without authentication; set "
             "TRACKER_API_TOKENS and TRACKER_WORKER_TOKENS, or bind to 127.0.0.1"
         )
+
+
+def _token_entries(settings: Settings) -> list[tuple[str, str]]:
+    return [("TRACKER_API_TOKENS", entry) for entry in settings.api_tokens] + [
+        ("TRACKER_WORKER_TOKENS", entry) for entry in settings.worker_tokens
+    ]
+
+
+def _masked(entry: str) -> str:
+    """Show a token entry's name, never its secret."""
+    name, separator, _ = entry.partition(":")
+    return f"'{name}:…'" if separator and name else "'…'"
+
+
+def split_token(entry: str) -> tuple[str | None, str]:
+    """Split a ``NAME:TOKEN`` entry into name and token; a bare TOKEN has no name."""
+    name, separator, token = entry.partition(":")
+    if not separator:
+        return None, entry
+    return name, token
 
 
 def is_loopback(host: str) -> bool:

@@ -142,7 +142,7 @@ async def test_expired_claim_cannot_fail_job(
     engine = create_engine(database_url, pool_size=1)
     store = RetryStore(engine)
     job = await register_failed(client, source="base")
-    await store.request_retry(1, job["id"], None)
+    await store.request_retry(1, job["id"], None, "api")
     (first,) = await store.claim_due(1, timedelta(seconds=0))
     # The first claim's lease ran out, and another replica claimed the row.
     (second,) = await store.claim_due(1, timedelta(seconds=60))

@@ -144,7 +144,7 @@ async def test_upgrade_after_downgrade_restores_schema(
     await migrate.upgrade(engine)
 
     tables = await fetch_column(empty_database_url, TABLES_QUERY)
-    assert tables == ["ingestion_jobs", "retry_outbox"]
+    assert tables == ["ingestion_job_history", "ingestion_jobs", "retry_outbox"]
     assert await schema_differences(engine) == []
 
 

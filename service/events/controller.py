@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
-from litestar import Controller, Response, post
+from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, PathParameter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.auth import require_scope
+from service.auth import actor, require_scope
 from service.errors import JobNotFound, StateConflict
 from service.events.schemas import (
     BatchEvent,
@@ -55,9 +55,12 @@ class WorkerController(Controller):
         },
     )
     async def register(
-        self, jobs: NamedDependency[JobStore], data: JSONBody[JobCreate]
+        self,
+        request: Request[Any, Any, Any],
+        jobs: NamedDependency[JobStore],
+        data: JSONBody[JobCreate],
     ) -> Response[Job]:
-        job, created = await jobs.register(data)
+        job, created = await jobs.register(data, actor(request, "worker"))
         return Response(job, status_code=201 if created else 200)
 
     @post(
@@ -69,10 +72,16 @@ class WorkerController(Controller):
         responses=errors(400, 401, 403, 404, 409, 413, 503),
     )
     async def report_event(
-        self, engine: Engine, job_id: JobId, data: JSONBody[Event]
+        self,
+        request: Request[Any, Any, Any],
+        engine: Engine,
+        job_id: JobId,
+        data: JSONBody[Event],
     ) -> EventResult:
-        async with driver_connection(engine) as connection:
-            outcome = await apply_event(connection, job_id, data)
+        async with driver_connection(engine) as connection, connection.transaction():
+            outcome = await apply_event(
+                connection, job_id, data, actor(request, "worker")
+            )
         return EventResult(
             applied=outcome.applied,
             reason=outcome.reason,
@@ -90,22 +99,26 @@ class WorkerController(Controller):
         responses=errors(400, 401, 403, 413, 503),
     )
     async def report_events(
-        self, engine: Engine, data: JSONBody[EventBatch]
+        self,
+        request: Request[Any, Any, Any],
+        engine: Engine,
+        data: JSONBody[EventBatch],
     ) -> BatchResult:
         results: list[BatchItemResult] = []
+        reporter = actor(request, "worker")
         async with driver_connection(engine) as connection, connection.transaction():
             await lock_jobs(connection, sorted({event.job_id for event in data.events}))
             for event in data.events:
-                results.append(await _apply_in_batch(connection, event))
+                results.append(await _apply_in_batch(connection, event, reporter))
         return BatchResult(results=results)
 
 
 async def _apply_in_batch(
-    connection: asyncpg.Connection, event: BatchEvent
+    connection: asyncpg.Connection, event: BatchEvent, reporter: str
 ) -> BatchItemResult:
     """Apply one event of a batch; an unknown job or attempt fails only that event."""
     try:
-        outcome = await apply_event(connection, event.job_id, event)
+        outcome = await apply_event(connection, event.job_id, event, reporter)
     except JobNotFound as exc:
         return BatchItemResult(
             job_id=event.job_id,

@@ -12,6 +12,7 @@ import structlog
 from service.errors import JobNotFound, StateConflict
 from service.events import sql
 from service.events.schemas import Event, IgnoredReason
+from service.history.recorder import Change, OldRow, record
 from service.jobs.records import Row
 from service.limits import (
     ERROR_MESSAGE_MAX_CHARS,
@@ -78,10 +79,11 @@ async def lock_jobs(connection: asyncpg.Connection, job_ids: list[int]) -> None:
 
 
 async def apply_event(
-    connection: asyncpg.Connection, job_id: int, event: Event
+    connection: asyncpg.Connection, job_id: int, event: Event, actor: str
 ) -> Outcome:
     """Apply ``event`` to job ``job_id`` if its attempt, seq and status allow it.
 
+    Must run inside a transaction, which an applied event's history row joins.
     Raises JobNotFound for an unknown job and StateConflict for an attempt the job has
     not reached. Other events that change nothing return an Outcome with a reason.
     """
@@ -91,6 +93,10 @@ async def apply_event(
     values = _values(job_id, event)
     row = await connection.fetchrow(statement, *sql.arguments(names, values))
     if row is not None:
+        change = Change(
+            type=event.type, actor=actor, seq=event.seq, occurred_at=event.occurred_at
+        )
+        await record(connection, change, row, OldRow(row))
         _log_applied(job_id, event, row)
         return Outcome(applied=True, reason=None, row=row)
 
@@ -121,6 +127,7 @@ def _ignored_reason(event: Event, current: Row) -> IgnoredReason:
             "attempt"
         )
     if current["status"] not in sql.ALLOWED_FROM[event.type]:
+        # An acknowledged cancel, or any other terminal job.
         return "job_terminal"
     # The only guard left is seq: it was not above the last applied one.
     return "duplicate"

@@ -8,7 +8,7 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromQuery, PathParameter, QueryParameter
 
-from service.auth import require_scope
+from service.auth import actor, require_scope
 from service.errors import InvalidInput, ServiceUnavailable
 from service.http.openapi import API_SECURITY, errors
 from service.jobs.schemas import (
@@ -150,7 +150,9 @@ class CollectionJobsController(Controller):
                 retry_after=None,
             )
         overrides = data.override_params if data is not None else None
-        job = await retries.request_retry(collection_id, job_id, overrides)
+        job = await retries.request_retry(
+            collection_id, job_id, overrides, actor(request, "api")
+        )
         dispatcher.wake()
         return job
 
@@ -158,13 +160,16 @@ class CollectionJobsController(Controller):
         "/ingestion-jobs/{job_id:int}/cancel",
         status_code=200,
         summary="Cancel a pending or processing job",
-        description="The worker learns it from the response to its next event.",
+        description="The job is cancelled at once and shows cancel_requested_at. The "
+        "worker learns it from the response to its next event and confirms it with a "
+        "cancelled event, which sets cancel_acknowledged_at.",
         responses=errors(400, 401, 403, 404, 409, 503),
     )
     async def cancel_job(
         self,
+        request: Request[Any, Any, Any],
         jobs: Jobs,
         collection_id: CollectionId,
         job_id: JobId,
     ) -> Job:
-        return await jobs.cancel(collection_id, job_id)
+        return await jobs.cancel(collection_id, job_id, actor(request, "api"))

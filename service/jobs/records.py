@@ -65,5 +65,9 @@ def job_from_row(row: Row) -> Job:
         processing_completed_at=finished,
         processing_duration_seconds=duration,
         cancel_requested_at=row["cancel_requested_at"],
+        cancel_acknowledged_at=row["cancel_acknowledged_at"],
         last_event_at=row["last_event_at"],
+        stalled=row["stalled_at"] is not None,
+        stall_timeout_seconds=row["stall_timeout_seconds"],
+        heartbeat_timeout_seconds=row["heartbeat_timeout_seconds"],
     )

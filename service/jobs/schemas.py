@@ -36,6 +36,8 @@ JOB_STATUSES: tuple[JobStatus, ...] = (
 Id = Annotated[
     int, Meta(ge=1, le=BIGINT_MAX, description="A positive 64-bit integer id.")
 ]
+# A week: a job silent for longer is dead by any measure.
+TIMEOUT_MAX_SECONDS = 7 * 24 * 3600
 ShortText = Annotated[str, Meta(max_length=255)]
 PathText = Annotated[str, Meta(max_length=4096)]
 
@@ -79,7 +81,26 @@ class Job(msgspec.Struct, kw_only=True):
     processing_completed_at: datetime | None
     processing_duration_seconds: float | None
     cancel_requested_at: datetime | None
+    cancel_acknowledged_at: Annotated[
+        datetime | None,
+        Meta(description="When the worker confirmed a requested cancel."),
+    ]
     last_event_at: datetime | None
+    stalled: Annotated[
+        bool,
+        Meta(
+            description="True while a processing job has had no event for "
+            "stall_timeout_seconds."
+        ),
+    ]
+    stall_timeout_seconds: int
+    heartbeat_timeout_seconds: Annotated[
+        int,
+        Meta(
+            description="A processing job with no event for this long is failed, "
+            "which makes it retryable."
+        ),
+    ]
 
 
 class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -98,6 +119,30 @@ class JobCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     plugin_params: dict[str, Any] = msgspec.field(default_factory=dict)
     external_id: ShortText | None = None
     status: Literal["pending", "processing"] = "pending"
+    stall_timeout_seconds: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=TIMEOUT_MAX_SECONDS,
+                description="Seconds without an event before the job shows stalled; "
+                "the tracker's default if absent.",
+            ),
+        ]
+        | None
+    ) = None
+    heartbeat_timeout_seconds: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=TIMEOUT_MAX_SECONDS,
+                description="Seconds without an event before the job is failed; at "
+                "least stall_timeout_seconds; the tracker's default if absent.",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class JobPage(msgspec.Struct, kw_only=True):

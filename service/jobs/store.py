@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy import RowMapping
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.errors import InvalidInput, JobNotFound, StateConflict
+from service.history.recorder import Change, record
 from service.jobs.records import job_from_row
 from service.jobs.schemas import (
     CollectionStatus,
@@ -23,7 +26,7 @@ from service.jobs.schemas import (
     StatusCounts,
 )
 from service.limits import PARAMS_MAX_BYTES, clean_json, clean_text, encoded_size
-from service.store.engine import driver_connection
+from service.store.engine import driver_connection, driver_of
 from service.store.tables import SELECT_JOB, jobs
 
 logger = structlog.get_logger(__name__)
@@ -66,7 +69,22 @@ def check_urls(params: dict[str, Any], field: str) -> None:
     )
 
 
-def _registration_values(data: JobCreate) -> dict[str, Any]:
+def _timeouts(data: JobCreate, defaults: Timeouts) -> tuple[int, int]:
+    """Return the stall and heartbeat timeouts of a new job."""
+    stall = data.stall_timeout_seconds or defaults.stall_seconds
+    heartbeat = data.heartbeat_timeout_seconds
+    if heartbeat is None:
+        return stall, max(defaults.heartbeat_seconds, stall)
+    if heartbeat < stall:
+        raise InvalidInput(
+            f"Invalid heartbeat_timeout_seconds: {heartbeat} is below the stall "
+            f"timeout of {stall} s; it must be at least stall_timeout_seconds, "
+            "because a job is flagged stalled before it is failed"
+        )
+    return stall, heartbeat
+
+
+def _registration_values(data: JobCreate, defaults: Timeouts) -> dict[str, Any]:
     if data.source == "url" and not (data.file_url or data.plugin_params.get("urls")):
         raise InvalidInput(
             "Invalid file_url: a job with source 'url' needs file_url or "
@@ -81,6 +99,9 @@ def _registration_values(data: JobCreate) -> dict[str, Any]:
         "source": data.source,
         "status": data.status,
     }
+    values["stall_timeout_seconds"], values["heartbeat_timeout_seconds"] = _timeouts(
+        data, defaults
+    )
     for field in _TEXT_FIELDS:
         value = getattr(data, field)
         values[field] = None if value is None else clean_text(value)
@@ -90,34 +111,46 @@ def _registration_values(data: JobCreate) -> dict[str, Any]:
     return values
 
 
-async def fetch_job(
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Liveness timeouts of jobs registered without their own."""
+
+    stall_seconds: int = 60
+    heartbeat_seconds: int = 600
+
+
+async def lock_job(
     connection: AsyncConnection, job_id: int, collection_id: int
-) -> Job:
-    statement = sa.select(jobs).where(
-        jobs.c.id == job_id, jobs.c.collection_id == collection_id
+) -> RowMapping:
+    """Lock a job's row for the transaction and return it; raise JobNotFound."""
+    statement = (
+        sa.select(jobs)
+        .where(jobs.c.id == job_id, jobs.c.collection_id == collection_id)
+        .with_for_update()
     )
     row = (await connection.execute(statement)).mappings().first()
     if row is None:
         raise JobNotFound(job_id, collection_id)
-    return job_from_row(row)
+    return row
 
 
 class JobStore:
     """Job queries over one engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, timeouts: Timeouts | None = None) -> None:
         self._engine = engine
+        self._timeouts = timeouts or Timeouts()
         # Total and page (or counts and lists) come from one snapshot, so they agree.
         self._reader = engine.execution_options(
             isolation_level="REPEATABLE READ", postgresql_readonly=True
         )
 
-    async def register(self, data: JobCreate) -> tuple[Job, bool]:
+    async def register(self, data: JobCreate, actor: str) -> tuple[Job, bool]:
         """Insert a job, or return the one already registered under its external_id.
 
         Returns the job and whether it was created by this call.
         """
-        values = _registration_values(data)
+        values = _registration_values(data, self._timeouts)
         statement = (
             pg_insert(jobs)
             .values(values)
@@ -138,6 +171,8 @@ class JobStore:
                     "job_already_registered", job_id=row["id"], attempt=row["attempt"]
                 )
                 return job_from_row(row), False
+            change = Change(type="registered", actor=actor)
+            await record(await driver_of(connection), change, row, None)
 
         logger.info(
             "job_registered",
@@ -250,7 +285,7 @@ class JobStore:
             else job_from_row(oldest_row),
         )
 
-    async def cancel(self, collection_id: int, job_id: int) -> Job:
+    async def cancel(self, collection_id: int, job_id: int, actor: str) -> Job:
         """Cancel a pending or processing job, else raise StateConflict."""
         statement = (
             sa.update(jobs)
@@ -268,13 +303,15 @@ class JobStore:
             .returning(*jobs.c)
         )
         async with self._engine.begin() as connection:
+            old = await lock_job(connection, job_id, collection_id)
             row = (await connection.execute(statement)).mappings().first()
             if row is None:
-                job = await fetch_job(connection, job_id, collection_id)
                 raise StateConflict(
-                    f"Ingestion job {job_id} is {job.status}; only pending or "
+                    f"Ingestion job {job_id} is {old['status']}; only pending or "
                     "processing jobs can be cancelled"
                 )
+            change = Change(type="cancel", actor=actor)
+            await record(await driver_of(connection), change, row, old)
 
         logger.info("job_cancelled", job_id=job_id, attempt=row["attempt"])
         return job_from_row(row)

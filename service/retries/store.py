@@ -13,10 +13,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.errors import StateConflict
+from service.history.recorder import TRACKER_ACTOR, Change, record
 from service.jobs.records import job_from_row
 from service.jobs.schemas import Job
-from service.jobs.store import check_plugin_params, check_urls, fetch_job
+from service.jobs.store import check_plugin_params, check_urls, lock_job
 from service.limits import ERROR_MESSAGE_MAX_CHARS, truncate
+from service.store.engine import driver_of
 from service.store.tables import jobs, retry_outbox
 
 logger = structlog.get_logger(__name__)
@@ -62,7 +64,11 @@ class RetryStore:
         self._engine = engine
 
     async def request_retry(
-        self, collection_id: int, job_id: int, override_params: dict[str, Any] | None
+        self,
+        collection_id: int,
+        job_id: int,
+        override_params: dict[str, Any] | None,
+        actor: str,
     ) -> Job:
         """Move a failed job back to pending as a new attempt and queue its forwarding.
 
@@ -103,10 +109,10 @@ class RetryStore:
         )
 
         async with self._engine.begin() as connection:
+            old = await lock_job(connection, job_id, collection_id)
             row = (await connection.execute(statement)).mappings().first()
             if row is None:
-                job = await fetch_job(connection, job_id, collection_id)
-                raise not_retryable(job_id, job.status)
+                raise not_retryable(job_id, old["status"])
             # Raising here rolls the retry back, so the job stays failed.
             check_plugin_params(
                 row["plugin_params"], "override_params (merged over plugin_params)"
@@ -116,6 +122,8 @@ class RetryStore:
             await connection.execute(
                 sa.insert(retry_outbox).values(job_id=job_id, attempt=row["attempt"])
             )
+            change = Change(type="retry", actor=actor)
+            await record(await driver_of(connection), change, row, old)
 
         logger.info("retry_requested", job_id=job_id, attempt=row["attempt"])
         return job_from_row(row)
@@ -223,7 +231,7 @@ class RetryStore:
                 processing_completed_at=sa.func.now(),
                 updated_at=sa.func.now(),
             )
-            .returning(jobs.c.id)
+            .returning(*jobs.c)
         )
         close_row = (
             sa.update(retry_outbox)
@@ -239,4 +247,12 @@ class RetryStore:
                     attempt=delivery.attempt,
                 )
                 return False
-            return (await connection.execute(fail_job)).first() is not None
+            old = await lock_job(
+                connection, delivery.job["id"], delivery.job["collection_id"]
+            )
+            row = (await connection.execute(fail_job)).mappings().first()
+            if row is None:
+                return False
+            change = Change(type="forward_failed", actor=TRACKER_ACTOR)
+            await record(await driver_of(connection), change, row, old)
+            return True

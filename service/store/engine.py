@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # Errors after which a connection is unusable and must not go back into the pool.
 DISCONNECT_ERRORS = (
@@ -62,3 +62,10 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connec
             if driver.is_in_transaction():
                 await connection.invalidate()
             raise
+
+
+async def driver_of(connection: AsyncConnection) -> asyncpg.Connection:
+    """Return the asyncpg connection under ``connection``, inside its transaction."""
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver

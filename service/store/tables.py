@@ -63,12 +63,25 @@ jobs = sa.Table(
     sa.Column("processing_completed_at", sa.DateTime(timezone=True)),
     sa.Column("cancel_requested_at", sa.DateTime(timezone=True)),
     sa.Column("last_event_at", sa.DateTime(timezone=True)),
+    sa.Column("cancel_acknowledged_at", sa.DateTime(timezone=True)),
+    # Set by the liveness sweeper when no event arrived for stall_timeout_seconds;
+    # cleared by the next applied event.
+    sa.Column("stalled_at", sa.DateTime(timezone=True)),
+    sa.Column("stall_timeout_seconds", sa.Integer, nullable=False, server_default="60"),
+    sa.Column(
+        "heartbeat_timeout_seconds", sa.Integer, nullable=False, server_default="600"
+    ),
     sa.UniqueConstraint("collection_id", "external_id"),
     sa.CheckConstraint("attempt >= 1", name="attempt_positive"),
     sa.CheckConstraint(
         "progress_current >= 0 AND progress_total >= 0", name="progress_not_negative"
     ),
     sa.CheckConstraint("document_count >= 0", name="document_count_not_negative"),
+    sa.CheckConstraint(
+        "stall_timeout_seconds >= 1 "
+        "AND heartbeat_timeout_seconds >= stall_timeout_seconds",
+        name="timeouts_ordered",
+    ),
 )
 
 # One index per allowed sort column, each ending in id so that ties keep a stable order.
@@ -90,6 +103,14 @@ sa.Index(
     jobs.c.collection_id,
     jobs.c.processing_started_at,
     postgresql_where=jobs.c.status == "processing",
+)
+
+# The summary's processing durations of the last 24 hours.
+sa.Index(
+    "ix_ingestion_jobs_recent_completions",
+    jobs.c.collection_id,
+    jobs.c.processing_completed_at,
+    postgresql_where=jobs.c.status == "completed",
 )
 
 # Prepared SQL of the hot paths (events, reading one job) selects these columns.
@@ -131,4 +152,66 @@ sa.Index(
     postgresql_where=sa.and_(
         retry_outbox.c.delivered_at.is_(None), retry_outbox.c.gave_up_at.is_(None)
     ),
+)
+
+# One row per recorded change of a job: worker events, operator actions and the
+# tracker's own (stall flag, heartbeat timeout, failed forwarding). Streams read it in
+# (tx, id) order, which is commit order: a row is read only once every transaction
+# older than its own has ended, so a reader's cursor never passes a row that commits
+# later. Progress and heartbeat rows of a job within one second replace each other.
+history = sa.Table(
+    "ingestion_job_history",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    sa.Column(
+        "tx",
+        sa.BigInteger,
+        nullable=False,
+        server_default=sa.text("(pg_current_xact_id())::text::bigint"),
+    ),
+    sa.Column(
+        "job_id",
+        sa.BigInteger,
+        sa.ForeignKey(jobs.c.id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("collection_id", sa.BigInteger, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("seq", sa.BigInteger),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    # The job's status after the change.
+    sa.Column("status", job_status, nullable=False),
+    sa.Column(
+        "changes", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")
+    ),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column(
+        "received_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=UTC_NOW,
+    ),
+    # When the first of the progress or heartbeat rows this row replaced arrived.
+    sa.Column(
+        "window_started_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=UTC_NOW,
+    ),
+    # Set on rows that failed the job: exception type and normalised message.
+    sa.Column("error_type", sa.Text),
+    sa.Column("error_cause", sa.Text),
+    # The job in its response shape right after the change, as streams send it.
+    sa.Column("job", sa.JSON, nullable=False),
+)
+
+sa.Index(None, history.c.job_id, history.c.id)
+sa.Index(None, history.c.tx, history.c.id)
+sa.Index(None, history.c.collection_id, history.c.tx, history.c.id)
+sa.Index(
+    "ix_ingestion_job_history_failures",
+    history.c.collection_id,
+    history.c.received_at,
+    postgresql_where=history.c.error_cause.is_not(None),
 )

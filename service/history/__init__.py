@@ -1,0 +1,1 @@
+"""Per-job history of changes, and the streams that follow it."""

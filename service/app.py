@@ -21,11 +21,14 @@ from service.config import Settings, load_settings
 from service.errors import EXCEPTION_HANDLERS
 from service.events.controller import WorkerController
 from service.health import health
+from service.history.feed import ChangeFeed
+from service.history.stream import StreamController
 from service.http.middleware import request_logging
 from service.http.openapi import COMPONENTS
 from service.http.request import TrackerRequest
 from service.jobs.controller import CollectionJobsController
 from service.jobs.store import JobStore, Timeouts
+from service.liveness import LivenessSweeper
 from service.logging import configure_logging
 from service.retries.dispatcher import RetryDispatcher
 from service.retries.forwarding import BackendForwarder
@@ -96,6 +99,17 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     )
     app.state.retries = RetryStore(engine)
     task = _start_dispatcher(app, engine)
+    feed = ChangeFeed(
+        engine,
+        settings.database_url,
+        buffer_events=settings.stream_buffer_events,
+    )
+    await feed.start()
+    app.state.feed = feed
+    sweeper = asyncio.create_task(
+        LivenessSweeper(engine, interval_seconds=settings.sweep_interval_seconds).run(),
+        name="liveness-sweeper",
+    )
     logger.info(
         "service_started",
         auth="enabled"
@@ -106,6 +120,10 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await feed.stop()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -135,7 +153,12 @@ def create_app(
         else None
     )
     return Litestar(
-        route_handlers=[CollectionJobsController, WorkerController, health],
+        route_handlers=[
+            CollectionJobsController,
+            StreamController,
+            WorkerController,
+            health,
+        ],
         dependencies={
             "engine": _provide("engine"),
             "jobs": _provide("jobs"),

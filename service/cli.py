@@ -90,6 +90,10 @@ class _Stopped(Exception):
     """SIGINT or SIGTERM arrived after the HTTP server shut down."""
 
 
+# Open event streams are cut after this long; their clients reconnect elsewhere.
+STREAM_SHUTDOWN_GRACE_SECONDS = 3
+
+
 def _stop_on_signal(signum: int, frame: object) -> None:
     raise _Stopped(signal.Signals(signum).name)
 
@@ -103,6 +107,9 @@ def _serve(settings: Settings) -> None:
         access_log=False,
         lifespan="on",
         server_header=False,
+        # Event streams never finish on their own; without a limit, shutdown would
+        # wait for every open stream's client to leave.
+        timeout_graceful_shutdown=STREAM_SHUTDOWN_GRACE_SECONDS,
     )
     # Uvicorn shuts down gracefully and then re-raises the signal it caught. These
     # handlers turn that into an exception, so the embedded PostgreSQL is stopped too.

@@ -33,11 +33,20 @@ _JOB_FIELDS = tuple(
 )
 
 _COLUMNS = (
-    "job_id, collection_id, attempt, seq, type, actor, status, changes, occurred_at, "
-    "error_type, error_cause, job, window_started_at"
+    "tx, job_id, collection_id, attempt, seq, type, actor, status, changes, "
+    "occurred_at, error_type, error_cause, job, window_started_at"
+)
+# The ordering key: this transaction's id, raised to the key of the job's newest row.
+# A transaction that got its id before waiting for the job's lock (a batch locking
+# several jobs) would otherwise sort before a change it follows. The key is never
+# below the writer's transaction id, which is all that readers rely on: a row whose
+# key is below the oldest running transaction is committed or rolled back.
+_ORDERING_KEY = (
+    "GREATEST((pg_current_xact_id())::text::bigint, COALESCE((SELECT tx FROM "
+    "ingestion_job_history WHERE job_id = $1 ORDER BY id DESC LIMIT 1), 0))"
 )
 _VALUES = (
-    "$1, $2, $3, $4, $5, $6, $7::job_status, {changes}, "
+    _ORDERING_KEY + ", $1, $2, $3, $4, $5, $6, $7::job_status, {changes}, "
     "LEAST(COALESCE($9::timestamptz, now()), now()), $10, $11, $12::json, {window}"
 )
 _NOTIFY = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM inserted"  # noqa: S608

@@ -1,0 +1,5 @@
+"""Liveness of processing jobs: stall flags and heartbeat timeouts."""
+
+from service.liveness.sweeper import LivenessSweeper, SweepResult
+
+__all__ = ["LivenessSweeper", "SweepResult"]

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from ingestion_tracker_client import AsyncTrackerClient, Conflict, Job
+from ingestion_tracker_client import AsyncJobWatch, AsyncTrackerClient, Conflict, Job
 from rich.console import Console
+from rich.progress import Progress, TaskID
 
 from examples.demo import display
 from examples.demo.stack import DOCUMENTS_DIR, Stack
@@ -19,6 +21,8 @@ from examples.demo.stack import DOCUMENTS_DIR, Stack
 # Seconds that the batch of jobs in check 2 may take to finish.
 BATCH_TIMEOUT_SECONDS = 60.0
 POLL_SECONDS = 0.2
+# Seconds to wait for the collection stream's first cursor before submitting anyway.
+STREAM_START_SECONDS = 5.0
 # Slow enough that the progress bars move, fast enough for a one-minute demo.
 SLOW_PARAMS = {"chunk_size": 300, "chunk_overlap": 50, "delay_per_chunk": 0.1}
 # chunk_overlap must be smaller than chunk_size, so this job fails until a retry
@@ -103,45 +107,115 @@ async def ingest_one_file(demo: Demo) -> bool:
 
 async def watch_progress(demo: Demo) -> bool:
     """Submit the other documents and show every job's progress live (check 2)."""
-    display.heading(demo.console, 2, "Poll jobs and watch progress change")
+    display.heading(demo.console, 2, "Watch the jobs' progress as it changes")
+    latest: dict[int, Job] = {}
+    readings: dict[int, set[int]] = {}
+    with display.job_progress(demo.console) as bars:
+        rows = JobRows(bars)
+        async with demo.tracker.watch_collection(demo.collection_id) as watch:
+            changes: asyncio.Queue[Job] = asyncio.Queue()
+            reader = asyncio.create_task(forward(watch, changes))
+            try:
+                async with asyncio.timeout(BATCH_TIMEOUT_SECONDS):
+                    await submit_batch(demo, watch, latest)
+                    rows.show(latest.values())
+                    while not all_finished(demo, latest):
+                        job = await next_change(changes, reader)
+                        if newer(job, latest.get(job.id)):
+                            latest[job.id] = job
+                        readings.setdefault(job.id, set()).add(job.progress.current)
+                        rows.show([latest[job.id]])
+            finally:
+                reader.cancel()
+                await asyncio.wait({reader})
+
+    moving = max((len(values) for values in readings.values()), default=0)
+    passed = all_finished(demo, latest) and moving >= 3
+    display.check_line(
+        demo.console,
+        2,
+        passed,
+        f"{len(demo.jobs)} jobs finished; one showed {moving} progress readings "
+        f"from the {watch.mode}",
+    )
+    return passed
+
+
+async def forward(watch: AsyncJobWatch, changes: asyncio.Queue[Job]) -> None:
+    async for job in watch:
+        changes.put_nowait(job)
+
+
+async def next_change(changes: asyncio.Queue[Job], reader: asyncio.Task[None]) -> Job:
+    """Return the next job the watch yielded, or raise what ended the watch."""
+    if not changes.empty():
+        return changes.get_nowait()
+    getter = asyncio.ensure_future(changes.get())
+    await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    reader.result()
+    raise RuntimeError("The collection watch ended before every job finished")
+
+
+async def submit_batch(
+    demo: Demo, watch: AsyncJobWatch, latest: dict[int, Job]
+) -> None:
+    """Submit the documents of check 2 once the watch follows the collection.
+
+    The collection stream sends its cursor first, so once the watch has one, every
+    later change reaches it. The jobs read just then fill in what happened before.
+    """
+    start = time.monotonic()
+    while watch.last_event_id is None and watch.mode == "stream":
+        if time.monotonic() - start > STREAM_START_SECONDS:
+            break
+        await asyncio.sleep(0.01)
+    page = await demo.tracker.list_jobs(demo.collection_id, limit=100)
+    for job in page.items:
+        if newer(job, latest.get(job.id)):
+            latest[job.id] = job
     await demo.upload("report.docx", SLOW_PARAMS)
     await demo.upload("scan.pdf", {})
     await demo.ingest_page()
     await demo.upload("broken.pdf", {})
     await demo.upload("notes.md", BAD_PARAMS, key="bad-params.md")
 
-    readings: dict[int, set[int]] = {job_id: set() for job_id in demo.jobs.values()}
-    with display.job_progress(demo.console) as bars:
-        tasks = {
-            job_id: bars.add_task(key, total=None, status="", message="")
-            for key, job_id in demo.jobs.items()
-        }
-        deadline = time.monotonic() + BATCH_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            page = await demo.tracker.list_jobs(demo.collection_id, limit=100)
-            for job in page.items:
-                readings[job.id].add(job.progress.current)
-                bars.update(
-                    tasks[job.id],
-                    completed=job.progress.current,
-                    total=job.progress.total or None,
-                    status=job.status,
-                    message=job.progress.message or "",
-                )
-            if all(job.is_terminal for job in page.items):
-                break
-            await asyncio.sleep(POLL_SECONDS)
 
-    moving = max(len(values) for values in readings.values())
-    finished = all(job.is_terminal for job in page.items)
-    passed = finished and moving >= 3
-    display.check_line(
-        demo.console,
-        2,
-        passed,
-        f"{len(page.items)} jobs finished; one showed {moving} progress readings",
+def newer(job: Job, known: Job | None) -> bool:
+    """Tell whether ``job`` is at least as recent as the version already shown."""
+    if known is None or job.updated_at is None or known.updated_at is None:
+        return True
+    return job.updated_at >= known.updated_at
+
+
+def all_finished(demo: Demo, latest: dict[int, Job]) -> bool:
+    return all(
+        job_id in latest and latest[job_id].is_terminal for job_id in demo.jobs.values()
     )
-    return passed
+
+
+class JobRows:
+    """One progress bar per job, added when the job first shows up."""
+
+    def __init__(self, bars: Progress) -> None:
+        self._bars = bars
+        self._tasks: dict[int, TaskID] = {}
+
+    def show(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            if job.id not in self._tasks:
+                self._tasks[job.id] = self._bars.add_task(
+                    display.label(job), total=None, status="", message=""
+                )
+            self._bars.update(
+                self._tasks[job.id],
+                completed=job.progress.current,
+                total=job.progress.total or None,
+                status=job.status,
+                message=job.progress.message or "",
+            )
 
 
 async def show_completed(demo: Demo) -> bool:
@@ -211,23 +285,20 @@ async def cancel_slow_job(demo: Demo) -> bool:
     """Cancel a slow job and see its worker stop short of the total (check 6)."""
     display.heading(demo.console, 6, "Cancel a long-running job")
     job_id = await demo.upload("notes.md", CANCEL_PARAMS, key="slow.md")
+    cancelled_at = None
+    job: Job | None = None
     with display.job_progress(demo.console) as bars:
-        task = bars.add_task(f"#{job_id} slow.md", total=None, status="", message="")
-        job = await demo.job("slow.md")
-        deadline = time.monotonic() + BATCH_TIMEOUT_SECONDS
-        while job.progress.current < 5 and time.monotonic() < deadline:
-            await asyncio.sleep(POLL_SECONDS)
-            job = await demo.job("slow.md")
-            bars.update(
-                task,
-                completed=job.progress.current,
-                total=job.progress.total or None,
-                status=job.status,
-                message=job.progress.message or "",
-            )
-        await demo.tracker.cancel(demo.collection_id, job_id)
-        job = await demo.tracker.wait(demo.collection_id, job_id, timeout=30)
-        bars.update(task, status=job.status, message="cancel requested")
+        rows = JobRows(bars)
+        async with (
+            demo.tracker.watch(demo.collection_id, job_id) as watch,
+            asyncio.timeout(BATCH_TIMEOUT_SECONDS),
+        ):
+            # The watch ends after the job reaches a terminal status.
+            async for job in watch:
+                rows.show([job])
+                if job.progress.current >= 5 and cancelled_at is None:
+                    await demo.tracker.cancel(demo.collection_id, job_id)
+                    cancelled_at = job.progress.current
 
     stopped = await wait_for_run_end(demo, job_id, attempt=1)
     await asyncio.sleep(1.0)
@@ -240,7 +311,9 @@ async def cancel_slow_job(demo: Demo) -> bool:
         highlight=False,
     )
     passed = (
-        later.status == "cancelled"
+        job is not None
+        and cancelled_at is not None
+        and later.status == "cancelled"
         and stopped == "cancelled"
         and progress.current < progress.total
         and progress.current == job.progress.current

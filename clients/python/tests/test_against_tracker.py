@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from ingestion_tracker_client import (
     BadRequest,
     Conflict,
     Forbidden,
+    Job,
     JobNotFound,
     ServiceUnavailable,
     TrackerClient,
@@ -326,3 +328,204 @@ async def test_tokens_and_scopes(start_tracker: StartTracker) -> None:
         with pytest.raises(Unauthorized, match="Missing bearer token"):
             await client.summary(14)
     assert done.status == "completed"
+
+
+async def test_cancelled_report_acknowledges_cancel(
+    start_tracker: StartTracker,
+) -> None:
+    tracker = await start_tracker()
+
+    def run_plugin(job_id: int) -> str | None:
+        with WorkerClient(base_url=tracker.url) as worker:
+            with worker.reporter(job_id, attempt=1, **FAST) as reporter:
+                for current in range(1, 1000):
+                    reporter.progress(current, 1000)
+                    time.sleep(0.01)
+                    reporter.raise_if_cancelled()
+            return reporter.final_status
+
+    async with (
+        AsyncWorkerClient(base_url=tracker.url) as worker,
+        AsyncTrackerClient(base_url=tracker.url) as client,
+    ):
+        job = await worker.register(collection_id=15, plugin_name="simple_ingest")
+        plugin = asyncio.create_task(asyncio.to_thread(run_plugin, job.id))
+        await _wait_for_progress(client, 15, job.id, 1)
+        await client.cancel(15, job.id)
+        final_status = await plugin
+        done = await client.get_job(15, job.id)
+    assert final_status == "cancelled"
+    assert done.status == "cancelled"
+    assert done.cancel_requested_at is not None
+    assert done.cancel_acknowledged_at is not None
+    assert done.cancel_acknowledged_at >= done.cancel_requested_at
+
+
+async def test_heartbeats_keep_silent_job_from_stalling(
+    start_tracker: StartTracker,
+) -> None:
+    tracker = await start_tracker(sweep_interval_seconds=0.1)
+    async with (
+        AsyncWorkerClient(base_url=tracker.url) as worker,
+        AsyncTrackerClient(base_url=tracker.url) as client,
+    ):
+        beating = await worker.register(
+            collection_id=16, plugin_name="simple_ingest", stall_timeout_seconds=1
+        )
+        silent = await worker.register(
+            collection_id=16, plugin_name="simple_ingest", stall_timeout_seconds=1
+        )
+        with_heartbeats = worker.reporter(beating.id, heartbeat_interval=0.3, **FAST)
+        without = worker.reporter(silent.id, heartbeat_interval=None, **FAST)
+        with_heartbeats.started()
+        without.started()
+        # The tracker counts silence in whole seconds, so stalling takes over 2 s.
+        silent_now = await _wait_for_stalled(client, 16, silent.id)
+        beating_now = await client.get_job(16, beating.id)
+        await with_heartbeats.aclose()
+        await without.aclose()
+    assert beating_now.status == "processing"
+    assert beating_now.stalled is False
+    assert beating_now.stall_timeout_seconds == 1
+    assert silent_now.stalled is True
+
+
+async def _wait_for_stalled(
+    client: AsyncTrackerClient, collection_id: int, job_id: int
+) -> Job:
+    """Read the job every 50 ms for up to 6 seconds until it is stalled."""
+    for _ in range(120):
+        job = await client.get_job(collection_id, job_id)
+        if job.stalled:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} was not flagged stalled within 6 s")
+
+
+async def test_watch_resumes_with_every_status_once(
+    start_tracker: StartTracker, backend: FakeBackend
+) -> None:
+    tracker = await start_tracker(backend_url=backend.url, backend_token=BACKEND_TOKEN)
+    seen: list[Job] = []
+    cursors: list[str | None] = []
+
+    async with (
+        AsyncWorkerClient(base_url=tracker.url) as worker,
+        AsyncTrackerClient(base_url=tracker.url) as client,
+    ):
+        job = await worker.register(
+            collection_id=17,
+            plugin_name="url_ingest",
+            source="url",
+            plugin_params={"urls": ["http://kb.invalid/page"]},
+        )
+
+        async def follow(count: int | None) -> None:
+            """Read ``count`` changes, or all until the watch ends, then disconnect."""
+            cursor = cursors[-1] if cursors else None
+            watch = client.watch(17, job.id, last_event_id=cursor, mode="stream")
+            async with watch:
+                async for change in watch:
+                    seen.append(change)
+                    cursors.append(watch.last_event_id)
+                    if count is not None and len(seen) >= count:
+                        break
+            if not cursors or cursors[-1] != watch.last_event_id:
+                cursors.append(watch.last_event_id)
+
+        await follow(1)  # pending, then the client disconnects
+        first = worker.reporter(job.id, attempt=1, **FAST)
+        first.started()
+        first.progress(1, 2, "Fetched")
+        first.failed("Parsing the page failed")
+        await first.aclose()
+        await follow(None)  # the rest of attempt 1, ending at failed
+        await follow(None)  # nothing new: the tracker returns 204
+
+        await client.retry(17, job.id)
+        await follow(len(seen) + 1)  # pending of attempt 2, then disconnect
+        second = worker.reporter(job.id, attempt=2, **FAST)
+        async with second:
+            second.progress(2, 2, "Stored")
+        await follow(None)
+
+    statuses = [change.status for change in seen]
+    transitions = [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
+    ids = [cursor for cursor in cursors if cursor is not None]
+    assert transitions == [
+        "pending",
+        "processing",
+        "failed",
+        "pending",
+        "processing",
+        "completed",
+    ]
+    assert statuses.count("pending") == 2
+    assert statuses.count("failed") == 1
+    assert statuses.count("completed") == 1
+    assert len(set(ids)) == len(seen)
+    assert seen[-1].attempt == 2
+    assert seen[-1].document_count == 0
+
+
+async def test_collection_watch_resumes_after_disconnect(
+    start_tracker: StartTracker,
+) -> None:
+    tracker = await start_tracker()
+    async with (
+        AsyncWorkerClient(base_url=tracker.url) as worker,
+        AsyncTrackerClient(base_url=tracker.url) as client,
+    ):
+        watch = client.watch_collection(18, mode="stream")
+        reader = asyncio.create_task(anext(watch))
+        for _ in range(250):
+            if watch.last_event_id is not None:
+                break
+            await asyncio.sleep(0.02)
+        job = await worker.register(collection_id=18, plugin_name="simple_ingest")
+        first = await reader
+        await watch.aclose()
+
+        async with worker.reporter(job.id, attempt=1, **FAST) as reporter:
+            reporter.progress(1, 1, "Done")
+        rest = []
+        resumed = client.watch_collection(
+            18, last_event_id=watch.last_event_id, mode="stream"
+        )
+        async with resumed:
+            async for change in resumed:
+                rest.append(change)
+                if change.is_terminal:
+                    break
+    statuses = [change.status for change in [first, *rest]]
+    assert first.id == job.id
+    assert statuses[0] == "pending"
+    assert statuses[-1] == "completed"
+    assert set(statuses[1:-1]) == {"processing"}
+    assert resumed.mode == "stream"
+
+
+async def test_sync_watch_follows_job_to_completed(
+    start_tracker: StartTracker,
+) -> None:
+    tracker = await start_tracker()
+    async with AsyncWorkerClient(base_url=tracker.url) as worker:
+        job = await worker.register(collection_id=19, plugin_name="simple_ingest")
+
+        def watch_job() -> tuple[list[str], str]:
+            with (
+                TrackerClient(base_url=tracker.url) as client,
+                client.watch(19, job.id) as watch,
+            ):
+                return [change.status for change in watch], watch.mode
+
+        watching = asyncio.create_task(asyncio.to_thread(watch_job))
+        async with worker.reporter(job.id, attempt=1, **FAST) as reporter:
+            for current in range(1, 4):
+                reporter.progress(current, 3)
+                await asyncio.sleep(0.05)
+        statuses, mode = await asyncio.wait_for(watching, 10)
+    # The first change is the job's state when the thread connected.
+    assert set(statuses[:-1]) <= {"pending", "processing"}
+    assert statuses[-1] == "completed"
+    assert mode == "stream"

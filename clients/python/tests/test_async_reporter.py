@@ -246,3 +246,25 @@ async def test_async_cancel_request_raises(
     with pytest.raises(JobCancelled):
         job.raise_if_cancelled()
     await job.aclose()
+
+
+async def test_async_silent_reporter_sends_heartbeats(
+    worker: AsyncWorkerClient, tracker: FakeTracker
+) -> None:
+    def heartbeats() -> int:
+        return tracker.applied_types(1).count("heartbeat")
+
+    async with reporter(worker, heartbeat_interval=0.05):
+        await async_wait_until(lambda: heartbeats() >= 3)
+    sent = heartbeats()
+    await asyncio.sleep(0.15)
+    assert tracker.applied_types(1)[-1] == "completed"
+    assert heartbeats() == sent
+
+
+async def test_async_heartbeats_disabled_with_none(
+    worker: AsyncWorkerClient, tracker: FakeTracker
+) -> None:
+    async with reporter(worker, heartbeat_interval=None):
+        await asyncio.sleep(0.2)
+    assert tracker.applied_types(1) == ["started", "completed"]

@@ -128,6 +128,49 @@ def test_get_job_tolerates_unknown_fields() -> None:
     assert not job.is_terminal
 
 
+def test_job_reads_liveness_fields() -> None:
+    body = job_json(
+        stalled=True,
+        stall_timeout_seconds=60,
+        heartbeat_timeout_seconds=600,
+        cancel_requested_at="2026-01-01T10:00:06Z",
+        cancel_acknowledged_at="2026-01-01T10:00:07Z",
+    )
+    recorder = Recorder(httpx.Response(200, json=body))
+    with client_for(recorder) as client:
+        job = client.get_job(1, 5)
+    assert job.stalled is True
+    assert job.stall_timeout_seconds == 60
+    assert job.heartbeat_timeout_seconds == 600
+    assert job.cancel_acknowledged_at is not None
+    assert job.cancel_acknowledged_at.second == 7
+
+
+def test_job_without_liveness_fields_has_defaults() -> None:
+    recorder = Recorder(httpx.Response(200, json=job_json()))
+    with client_for(recorder) as client:
+        job = client.get_job(1, 5)
+    assert job.stalled is False
+    assert job.stall_timeout_seconds is None
+    assert job.cancel_acknowledged_at is None
+
+
+def test_summary_tolerates_newer_fields() -> None:
+    body = {
+        "collection_id": 1,
+        "total_jobs": 0,
+        "by_status": {},
+        "stalled": 2,
+        "failures_last_24h": [{"exception_type": "ValueError", "count": 3}],
+        "processing_duration_last_24h": {"p50": 1.5, "p95": 9.0},
+    }
+    recorder = Recorder(httpx.Response(200, json=body))
+    with client_for(recorder) as client:
+        status = client.summary(1)
+    assert status.total_jobs == 0
+    assert status.by_status.pending == 0
+
+
 def test_summary_reads_counts() -> None:
     body = {
         "collection_id": 1,

@@ -550,3 +550,74 @@ def test_failed_with_invalid_utf8_details_is_delivered(
     job.failed("cannot open r\udce9sum\udce9.pdf", {"path": "r\udce9sum\udce9.pdf"})
     job.close()
     assert tracker.jobs[1].status == "failed"
+
+
+def heartbeats(tracker: FakeTracker) -> int:
+    return [event["type"] for event in tracker.received(1)].count("heartbeat")
+
+
+def test_silent_reporter_sends_heartbeats(
+    worker: WorkerClient, tracker: FakeTracker
+) -> None:
+    with reporter(worker, heartbeat_interval=0.05) as job:
+        wait_until(lambda: heartbeats(tracker) >= 3)
+    sent = heartbeats(tracker)
+    time.sleep(0.15)
+    assert tracker.applied_types(1)[0] == "started"
+    assert tracker.applied_types(1)[-1] == "completed"
+    assert job.final_status == "completed"
+    assert heartbeats(tracker) == sent
+
+
+def test_heartbeats_disabled_with_none(
+    worker: WorkerClient, tracker: FakeTracker
+) -> None:
+    with reporter(worker, heartbeat_interval=None):
+        time.sleep(0.2)
+    assert tracker.applied_types(1) == ["started", "completed"]
+
+
+def test_progress_postpones_heartbeats(
+    worker: WorkerClient, tracker: FakeTracker
+) -> None:
+    with reporter(worker, heartbeat_interval=0.15) as job:
+        for current in range(1, 16):
+            job.progress(current, 15)
+            time.sleep(0.02)
+    assert heartbeats(tracker) == 0
+    assert tracker.jobs[1].current == 15
+
+
+def test_heartbeats_stop_for_terminal_job(
+    worker: WorkerClient, tracker: FakeTracker
+) -> None:
+    tracker.jobs[1].status = "cancelled"
+    job = reporter(worker, heartbeat_interval=0.02)
+    job.started()
+    wait_until(lambda: len(tracker.received(1)) >= 1)
+    time.sleep(0.15)
+    job.close()
+    assert [event["type"] for event in tracker.received(1)] == ["started"]
+
+
+def test_heartbeats_resume_after_outage(
+    worker: WorkerClient, tracker: FakeTracker
+) -> None:
+    job = reporter(worker, heartbeat_interval=0.05)
+    job.started()
+    wait_until(lambda: heartbeats(tracker) >= 1)
+    tracker.down = True
+    time.sleep(0.15)
+    tracker.down = False
+    before = heartbeats(tracker)
+    wait_until(lambda: heartbeats(tracker) > before)
+    job.close()
+    assert tracker.jobs[1].status == "processing"
+
+
+@pytest.mark.parametrize("interval", [0, -1.0])
+def test_invalid_heartbeat_interval_raises(
+    worker: WorkerClient, interval: float
+) -> None:
+    with pytest.raises(ValueError, match="heartbeat_interval"):
+        worker.reporter(1, heartbeat_interval=interval)

@@ -1,6 +1,6 @@
 """Worker SDK and query client of the ingestion tracker.
 
-``TrackerClient`` reads and steers jobs with an ``api`` token. ``WorkerClient``
+``TrackerClient`` reads, steers and watches jobs with an ``api`` token. ``WorkerClient``
 registers jobs and creates a ``JobReporter`` per job, which sends progress and status
 events in the background with a ``worker`` token. Both have asyncio flavours.
 """
@@ -32,7 +32,9 @@ from ingestion_tracker_client._models import (
 )
 from ingestion_tracker_client._query import AsyncTrackerClient, TrackerClient
 from ingestion_tracker_client._reporter import JobReporter
+from ingestion_tracker_client._sse import ServerSentEvent, SSEParser
 from ingestion_tracker_client._transport import __version__
+from ingestion_tracker_client._watchers import AsyncJobWatch, JobWatch
 from ingestion_tracker_client._worker import (
     AsyncWorkerClient,
     JobFields,
@@ -44,6 +46,7 @@ __all__ = [
     "JOB_STATUSES",
     "TERMINAL_STATUSES",
     "AsyncJobReporter",
+    "AsyncJobWatch",
     "AsyncTrackerClient",
     "AsyncWorkerClient",
     "BadRequest",
@@ -58,8 +61,11 @@ __all__ = [
     "JobNotFound",
     "JobPage",
     "JobReporter",
+    "JobWatch",
     "PayloadTooLarge",
     "Progress",
+    "SSEParser",
+    "ServerSentEvent",
     "ServiceUnavailable",
     "StatusCounts",
     "TrackerClient",

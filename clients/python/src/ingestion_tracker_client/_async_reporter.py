@@ -121,6 +121,7 @@ class AsyncJobReporter(ReporterBase):
             now = time.monotonic()
             if self._outbox.finished(now):
                 return None
+            self._queue_heartbeat_if_due(now)
             wait = self._outbox.wait_time(now)
             if wait != 0:
                 return [], wait, None

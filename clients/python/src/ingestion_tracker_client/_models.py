@@ -36,7 +36,13 @@ class Progress(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class Job(msgspec.Struct, kw_only=True, frozen=True):
-    """An ingestion job as the tracker stores it; times are timezone-aware UTC."""
+    """An ingestion job as the tracker stores it; times are timezone-aware UTC.
+
+    ``stalled`` is True while a processing job has sent no event for
+    ``stall_timeout_seconds``. ``cancel_acknowledged_at`` is when the worker
+    confirmed a cancel with a ``cancelled`` event. Trackers older than these fields
+    leave them at their defaults.
+    """
 
     id: int
     collection_id: int
@@ -65,7 +71,11 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
     processing_completed_at: datetime | None = None
     processing_duration_seconds: float | None = None
     cancel_requested_at: datetime | None = None
+    cancel_acknowledged_at: datetime | None = None
     last_event_at: datetime | None = None
+    stalled: bool = False
+    stall_timeout_seconds: int | None = None
+    heartbeat_timeout_seconds: int | None = None
 
     @property
     def is_terminal(self) -> bool:

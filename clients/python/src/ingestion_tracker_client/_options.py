@@ -16,8 +16,14 @@ class ReporterOptions:
     close_timeout: float = 10.0
     backoff_initial: float = 0.2
     backoff_max: float = 10.0
+    heartbeat_interval: float | None = 20.0
 
     def __post_init__(self) -> None:
+        if self.heartbeat_interval is not None and self.heartbeat_interval <= 0:
+            raise ValueError(
+                "heartbeat_interval must be above 0 seconds, or None to send no "
+                f"heartbeats, got {self.heartbeat_interval}"
+            )
         for name in ("flush_interval", "close_timeout"):
             value = getattr(self, name)
             if value < 0:

@@ -51,6 +51,10 @@ class Outbox:
         self._batch_size = BATCH_SIZE
         self._dropped = 0
         self._logged: set[str] = set()
+        # Monotonic time of the last batch the tracker accepted, and whether more
+        # heartbeats can help the job.
+        self._last_sent: float | None = None
+        self._heartbeats_useful = True
 
     @property
     def closing(self) -> bool:
@@ -74,13 +78,19 @@ class Outbox:
             self.deadline = now + self.options.close_timeout
         return self.deadline
 
+    def heartbeat_due(self, now: float) -> bool:
+        """Tell whether the reporter should queue a heartbeat now."""
+        wait = self._heartbeat_wait(now)
+        return wait is not None and wait <= 0
+
     def wait_time(self, now: float) -> float | None:
         """Return seconds until the next batch is due: 0 to send now, None when idle.
 
         A final status, or closing, skips the flush interval but not a retry delay.
+        An empty queue waits for the next heartbeat.
         """
         if not self.queue:
-            return None
+            return self._heartbeat_wait(now)
         due = self._retry_at
         if not (self.closing or self.queue.has_final()):
             due = max(due, self._next_flush)
@@ -97,6 +107,26 @@ class Outbox:
         if self.deadline is not None and now >= self.deadline:
             return True
         return not self.queue and (self.closing or self._final_settled)
+
+    def _heartbeat_wait(self, now: float) -> float | None:
+        """Return seconds until a heartbeat is due, or None when none will be.
+
+        Heartbeats keep a job that the tracker applies events to from showing
+        stalled, so none are sent before the first delivered batch, after a final
+        status, while closing, or once the tracker ignores this attempt's events.
+        """
+        interval = self.options.heartbeat_interval
+        if (
+            interval is None
+            or self._last_sent is None
+            or self.queue
+            or self.in_flight
+            or self.closing
+            or self._final_settled
+            or not self._heartbeats_useful
+        ):
+            return None
+        return max(0.0, self._last_sent + interval - now)
 
     def take(self) -> list[Event]:
         self.in_flight = self.queue.take(self._batch_size)
@@ -125,6 +155,7 @@ class Outbox:
         self._backoff.reset()
         self._retry_at = 0.0
         self._next_flush = now + self.options.flush_interval
+        self._last_sent = now
         for result in results:
             self._read_result(result)
         if len(results) != len(batch):
@@ -217,6 +248,8 @@ class Outbox:
         )
 
     def _read_result(self, result: EventResult) -> None:
+        if result.reason in {"not_found", "stale_attempt", "job_terminal"}:
+            self._heartbeats_useful = False
         if result.cancel_requested and not self.cancel_requested:
             self.cancel_requested = True
             logger.info(

@@ -1,4 +1,4 @@
-"""Query clients: list, read, summarise, retry, cancel and wait for jobs."""
+"""Query clients: list, read, summarise, retry, cancel, wait for and watch jobs."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from ingestion_tracker_client._transport import (
     SyncHTTP,
     decode,
 )
+from ingestion_tracker_client._watch import DEFAULT_READ_TIMEOUT, WatchMode, WatchState
+from ingestion_tracker_client._watchers import AsyncJobWatch, JobWatch
 
 T = TypeVar("T")
 
@@ -128,6 +130,62 @@ class TrackerClient:
             if delay is None:
                 raise poll.timed_out(collection_id, job_id) from poll.last_error
             time.sleep(delay)
+
+    def watch(
+        self,
+        collection_id: int,
+        job_id: int,
+        *,
+        last_event_id: str | None = None,
+        mode: WatchMode = "auto",
+        poll_interval: float = 1.0,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+    ) -> JobWatch:
+        """Follow one job's changes and yield the job after each, until it ends.
+
+        The iterator ends after the job reaches a terminal status. It follows the
+        tracker's event stream, and after a dropped or closed connection reconnects
+        with ``Last-Event-ID``, so no change is lost or repeated. ``last_event_id``
+        resumes after a cursor that an earlier watch's ``last_event_id`` returned.
+
+        ``mode="auto"`` polls every ``poll_interval`` seconds where the stream
+        cannot be used, ``"stream"`` raises instead and ``"poll"`` always polls.
+        Polling yields the job when it differs from the last one yielded, so it
+        can miss short-lived states. ``read_timeout`` is the seconds without a byte,
+        keep-alives included, after which a stream counts as dropped.
+        """
+        state = WatchState(
+            collection_id,
+            job_id,
+            mode=mode,
+            last_event_id=last_event_id,
+            poll_interval=poll_interval,
+        )
+        return JobWatch(self._http, state, read_timeout)
+
+    def watch_collection(
+        self,
+        collection_id: int,
+        *,
+        last_event_id: str | None = None,
+        mode: WatchMode = "auto",
+        poll_interval: float = 1.0,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+    ) -> JobWatch:
+        """Follow every job of a collection and yield a job after each change.
+
+        It yields changes after the watch started, or after ``last_event_id``, and
+        runs until closed; see watch() for the options. Polling reads the jobs
+        sorted by ``updated_at`` and yields those updated since the last read.
+        """
+        state = WatchState(
+            collection_id,
+            None,
+            mode=mode,
+            last_event_id=last_event_id,
+            poll_interval=poll_interval,
+        )
+        return JobWatch(self._http, state, read_timeout)
 
     def close(self) -> None:
         """Close the connections, after which requests raise RuntimeError."""
@@ -234,6 +292,45 @@ class AsyncTrackerClient:
             if delay is None:
                 raise poll.timed_out(collection_id, job_id) from poll.last_error
             await asyncio.sleep(delay)
+
+    def watch(
+        self,
+        collection_id: int,
+        job_id: int,
+        *,
+        last_event_id: str | None = None,
+        mode: WatchMode = "auto",
+        poll_interval: float = 1.0,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+    ) -> AsyncJobWatch:
+        """Follow one job's changes with ``async for``; see TrackerClient.watch."""
+        state = WatchState(
+            collection_id,
+            job_id,
+            mode=mode,
+            last_event_id=last_event_id,
+            poll_interval=poll_interval,
+        )
+        return AsyncJobWatch(self._http, state, read_timeout)
+
+    def watch_collection(
+        self,
+        collection_id: int,
+        *,
+        last_event_id: str | None = None,
+        mode: WatchMode = "auto",
+        poll_interval: float = 1.0,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+    ) -> AsyncJobWatch:
+        """Follow a collection's jobs; see TrackerClient.watch_collection."""
+        state = WatchState(
+            collection_id,
+            None,
+            mode=mode,
+            last_event_id=last_event_id,
+            poll_interval=poll_interval,
+        )
+        return AsyncJobWatch(self._http, state, read_timeout)
 
     async def aclose(self) -> None:
         """Close the connections, after which requests raise RuntimeError."""

@@ -103,6 +103,7 @@ class JobReporter(ReporterBase):
                 now = time.monotonic()
                 if self._outbox.finished(now):
                     return None
+                self._queue_heartbeat_if_due(now)
                 wait = self._outbox.wait_time(now)
                 if wait == 0:
                     timeout = self._outbox.request_timeout(now, self._request_timeout)

@@ -219,6 +219,14 @@ class ReporterBase:
             self._final_status = kind
         return True
 
+    def _queue_heartbeat_if_due(self, now: float) -> None:
+        """Queue a heartbeat when nothing was sent for ``heartbeat_interval``.
+
+        The sender calls it under the lock before it decides how long to wait.
+        """
+        if self._outbox.heartbeat_due(now):
+            self._outbox.add(self._event("heartbeat", {}))
+
     def _event(self, kind: str, fields: dict[str, Any]) -> Event:
         return Event(
             job_id=self._job_id,

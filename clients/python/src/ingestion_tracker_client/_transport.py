@@ -51,7 +51,7 @@ def _content_headers(content: bytes | None) -> dict[str, str] | None:
     return None if content is None else {"Content-Type": "application/json"}
 
 
-def _connection_error(
+def connection_error(
     exc: httpx.TransportError, request: httpx.Request
 ) -> TrackerConnectionError:
     """Translate an httpx transport failure into the SDK's connection error."""
@@ -75,6 +75,18 @@ def _checked(response: httpx.Response) -> httpx.Response:
 def _timeout_option(timeout: float | None) -> Any:
     """Return the per-request timeout, or httpx's marker for the client's own."""
     return httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+
+
+def _read_timeout_option(client_timeout: httpx.Timeout, read: float | None) -> Any:
+    """Return the client's timeout with the time allowed between reads replaced."""
+    if read is None:
+        return httpx.USE_CLIENT_DEFAULT
+    return httpx.Timeout(
+        connect=client_timeout.connect,
+        read=read,
+        write=client_timeout.write,
+        pool=client_timeout.pool,
+    )
 
 
 class _Closable:
@@ -135,8 +147,35 @@ class SyncHTTP(_Closable):
         try:
             response = self._client.send(request)
         except httpx.TransportError as exc:
-            raise _connection_error(exc, request) from exc
+            raise connection_error(exc, request) from exc
         return _checked(response)
+
+    def send(
+        self,
+        path: str,
+        *,
+        params: Params | None = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        read_timeout: float | None = None,
+    ) -> httpx.Response:
+        """Send a GET and return the response whatever its status.
+
+        With ``stream`` the body is left unread, and the caller must close the
+        response. ``read_timeout`` replaces the client's timeout between two reads.
+        """
+        self._check_open("GET", path)
+        request = self._client.build_request(
+            "GET",
+            path,
+            params=params,
+            headers=headers,
+            timeout=_read_timeout_option(self._client.timeout, read_timeout),
+        )
+        try:
+            return self._client.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise connection_error(exc, request) from exc
 
     def close(self) -> None:
         self._closed = True
@@ -182,8 +221,31 @@ class AsyncHTTP(_Closable):
         try:
             response = await self._client.send(request)
         except httpx.TransportError as exc:
-            raise _connection_error(exc, request) from exc
+            raise connection_error(exc, request) from exc
         return _checked(response)
+
+    async def send(
+        self,
+        path: str,
+        *,
+        params: Params | None = None,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        read_timeout: float | None = None,
+    ) -> httpx.Response:
+        """Send a GET and return the response whatever its status; see SyncHTTP."""
+        self._check_open("GET", path)
+        request = self._client.build_request(
+            "GET",
+            path,
+            params=params,
+            headers=headers,
+            timeout=_read_timeout_option(self._client.timeout, read_timeout),
+        )
+        try:
+            return await self._client.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise connection_error(exc, request) from exc
 
     async def aclose(self) -> None:
         self._closed = True

@@ -43,6 +43,8 @@ class JobFields(TypedDict, total=False):
     plugin_params: dict[str, Any]
     external_id: str
     status: Literal["pending", "processing"]
+    stall_timeout_seconds: int
+    heartbeat_timeout_seconds: int
 
 
 def _registration(
@@ -69,6 +71,7 @@ def _options(
     max_buffer: int,
     close_timeout: float,
     backoff: tuple[float, float],
+    heartbeat_interval: float | None,
 ) -> ReporterOptions:
     return ReporterOptions(
         flush_interval=flush_interval,
@@ -76,6 +79,7 @@ def _options(
         close_timeout=close_timeout,
         backoff_initial=backoff[0],
         backoff_max=backoff[1],
+        heartbeat_interval=heartbeat_interval,
     )
 
 
@@ -170,16 +174,23 @@ class WorkerClient:
         max_buffer: int = 1000,
         close_timeout: float = 10.0,
         backoff: tuple[float, float] = (0.2, 10.0),
+        heartbeat_interval: float | None = 20.0,
     ) -> JobReporter:
         """Create a reporter for one job and attempt, with times in seconds.
 
         Events are sent at most every ``flush_interval``, a final status at once.
         While the tracker is down, at most about ``max_buffer`` events wait, and sends
         are retried after delays from ``backoff[0]`` doubling up to ``backoff[1]``.
+        Once a batch was sent, a ``heartbeat`` goes out whenever nothing else was sent
+        for ``heartbeat_interval`` seconds, until the final status or close; None
+        sends none. Keep it below the job's ``stall_timeout_seconds`` (60 by
+        default), or a long silent step shows the job as stalled.
         """
         _check_open(self._http.closed, type(self).__name__)
         _check_ids(job_id, attempt)
-        options = _options(flush_interval, max_buffer, close_timeout, backoff)
+        options = _options(
+            flush_interval, max_buffer, close_timeout, backoff, heartbeat_interval
+        )
         reporter = JobReporter(
             self._http,
             job_id,
@@ -259,6 +270,7 @@ class AsyncWorkerClient:
         max_buffer: int = 1000,
         close_timeout: float = 10.0,
         backoff: tuple[float, float] = (0.2, 10.0),
+        heartbeat_interval: float | None = 20.0,
     ) -> AsyncJobReporter:
         """Create a reporter on the running event loop; see WorkerClient.reporter."""
         _check_open(self._http.closed, type(self).__name__)
@@ -271,7 +283,9 @@ class AsyncWorkerClient:
                 "WorkerClient outside asyncio."
             ) from None
         _check_ids(job_id, attempt)
-        options = _options(flush_interval, max_buffer, close_timeout, backoff)
+        options = _options(
+            flush_interval, max_buffer, close_timeout, backoff, heartbeat_interval
+        )
         reporter = AsyncJobReporter(
             self._http,
             job_id,

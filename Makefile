@@ -38,7 +38,7 @@ format: $(STAMP) ## Rewrite files with ruff's formatter and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP) ## Measure event ingest and reads on a tracker it starts (docs/benchmarks.md)
+bench: $(STAMP) ## Measure event ingest, reads and stream fan-out on a tracker it starts (docs/benchmarks.md)
 	$(BIN)/python -m bench
 
 demo: $(STAMP) ## Run the whole loop on bundled documents, with live progress

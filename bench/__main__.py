@@ -23,7 +23,9 @@ DESCRIPTION = """\
 Start PostgreSQL (embedded in a temporary directory unless DATABASE_URL is set),
 migrate it, serve the tracker on a free loopback port and measure single events,
 event batches and job reads from concurrent simulated workers, beside a raw asyncpg
-UPDATE loop on the same table. The tracker, PostgreSQL and this load generator share
+UPDATE loop on the same table. Then time the delivery of paced progress events to
+many open server-sent event streams, against one stream. The tracker, PostgreSQL and
+this load generator share
 the machine's cores. With DATABASE_URL set, the benchmark adds jobs to that database:
 point it at a throwaway one.
 """
@@ -86,6 +88,26 @@ def _parser() -> argparse.ArgumentParser:
         "each server in turn (default: uvicorn)",
     )
     parser.add_argument(
+        "--streams",
+        type=_bounded(int, 0, 2000),
+        default=300,
+        help="open event streams in the fan-out scenario, one in five of them a job "
+        "stream and the rest collection streams; 0 skips the scenario (default: 300)",
+    )
+    parser.add_argument(
+        "--stream-rate",
+        type=_bounded(float, 1, 500),
+        default=20.0,
+        help="progress events per second sent in the fan-out scenario (default: 20)",
+    )
+    parser.add_argument(
+        "--stream-readers",
+        type=_bounded(int, 1, 16),
+        default=2,
+        help="processes that hold the fan-out scenario's streams open and time "
+        "their messages (default: 2)",
+    )
+    parser.add_argument(
         "--repeat",
         type=_bounded(int, 1, 20),
         default=3,
@@ -104,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=int(args.batch_size),
         server=args.server,
         repeat=int(args.repeat),
+        streams=int(args.streams),
+        stream_rate=args.stream_rate,
+        stream_readers=int(args.stream_readers),
     )
     # The embedded PostgreSQL helper logs through structlog, so show only warnings.
     configure_logging("warning", "console")

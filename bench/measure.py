@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bench.cpu import machine_cpu_seconds, own_cpu_seconds, tree_cpu_seconds
 from bench.scenarios import Operation
 from bench.workers import Worker
+
+
+def quantile_of(values: Sequence[float], quantile: float) -> float:
+    """Return the value below which ``quantile`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(quantile * len(ordered)))
+    return ordered[rank - 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +42,7 @@ class Result:
 
     def latency_ms(self, quantile: float) -> float:
         """Return the latency below which ``quantile`` of the requests finished."""
-        ordered = sorted(self.latencies)
-        rank = max(1, math.ceil(quantile * len(ordered)))  # nearest-rank method
-        return ordered[rank - 1] * 1000
+        return quantile_of(self.latencies, quantile) * 1000
 
     def cpu_ms_per_operation(self, process: str) -> float | None:
         """Return the CPU milliseconds that ``process`` used per completed request."""
@@ -50,10 +56,17 @@ class Result:
 
 
 class CpuMeter:
-    """Reader of the CPU seconds of the tracker, PostgreSQL and this load generator."""
+    """Reader of the CPU seconds of the tracker, PostgreSQL and this load generator.
 
-    def __init__(self, tracker_pid: int, postgres_pid: int | None) -> None:
+    With ``readers``, the stream reader processes count as "readers"; this process
+    counts as "bench" either way.
+    """
+
+    def __init__(
+        self, tracker_pid: int, postgres_pid: int | None, readers: Sequence[int] = ()
+    ) -> None:
         self._roots = {"tracker": tracker_pid, "postgres": postgres_pid}
+        self._readers = list(readers)
 
     def read(self) -> dict[str, float | None]:
         totals: dict[str, float | None] = {
@@ -62,10 +75,23 @@ class CpuMeter:
         }
         for name, pid in self._roots.items():
             totals[name] = None if pid is None else tree_cpu_seconds(pid)
+        if self._readers:
+            totals["readers"] = _sum_or_none(
+                tree_cpu_seconds(pid) for pid in self._readers
+            )
         return totals
 
 
-def _used(
+def _sum_or_none(values: Iterable[float | None]) -> float | None:
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def cpu_between(
     before: dict[str, float | None], after: dict[str, float | None]
 ) -> dict[str, float | None]:
     """Return the CPU seconds between two readings, with "other" for the rest."""
@@ -75,7 +101,7 @@ def _used(
         used[name] = None if start is None or end is None else end - start
 
     machine = used.pop("machine")
-    parts = [used[name] for name in ("tracker", "postgres", "bench")]
+    parts = list(used.values())
     known = [part for part in parts if part is not None]
     # The counters advance in whole clock ticks, so a nearly idle rest can come out
     # slightly below zero.
@@ -129,5 +155,5 @@ async def measure(
         events_per_operation=events_per_operation,
         elapsed_seconds=elapsed,
         latencies=latencies,
-        cpu_seconds=_used(before, after),
+        cpu_seconds=cpu_between(before, after),
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from bench.measure import Result
+from bench.fanout import DRAIN_TIMEOUT_SECONDS, FanoutResult
+from bench.measure import Result, quantile_of
 
 # CPU use of other processes, in percent of one core, above which a table of
 # results gets a warning.
@@ -15,6 +17,15 @@ SHARED_CORES_NOTE = (
     "cores. The CPU columns show each one's use in percent of one core, and 'other' "
     "is the use of every other process on the machine in the same time."
 )
+
+
+# CPU use of one stream reader process, in percent of one core, above which the
+# readers may have delayed the messages they timed.
+READER_BUSY_PERCENT = 80.0
+
+
+class _Measured(Protocol):
+    def cpu_percent(self, process: str) -> float | None: ...
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -128,7 +139,9 @@ def _comparison_cells(rounds: list[dict[str, Result]]) -> list[str]:
     ]
 
 
-def busy_note(results: list[Result], limit_percent: float = BUSY_LIMIT_PERCENT) -> str:
+def busy_note(
+    results: Sequence[_Measured], limit_percent: float = BUSY_LIMIT_PERCENT
+) -> str:
     """Return a warning when other processes used much CPU during a measurement."""
     others = [result.cpu_percent("other") for result in results]
     busiest = max((other for other in others if other is not None), default=0.0)
@@ -143,3 +156,122 @@ def busy_note(results: list[Result], limit_percent: float = BUSY_LIMIT_PERCENT) 
 
 def _pair(first: float | None, second: float | None, digits: int) -> str:
     return f"{_number(first, digits)} / {_number(second, digits)}"
+
+
+def _ms(values: Sequence[float], quantile: float) -> float | None:
+    return quantile_of(values, quantile) * 1000 if values else None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _every_delay(result: FanoutResult) -> list[float]:
+    collection, job = result.delays
+    return [*collection, *job]
+
+
+def _streams_cell(result: FanoutResult) -> str:
+    if not result.job_streams:
+        return f"{result.streams} (collection)"
+    return (
+        f"{result.streams} ({result.collection_streams} collection, "
+        f"{result.job_streams} job)"
+    )
+
+
+def fanout_table(results: Sequence[FanoutResult]) -> str:
+    """Format one row per fan-out measurement: delivery delays beside POST latency."""
+    header = (
+        "streams",
+        "events/s",
+        "messages/s",
+        "delivered",
+        "delivery p50 ms",
+        "delivery p99 ms",
+        "delivery max ms",
+        "POST p50 ms",
+        "POST p99 ms",
+        "delivery p50 / POST p50",
+        "CPU tracker %",
+        "CPU postgres %",
+        "CPU readers %",
+        "CPU bench %",
+        "CPU other %",
+    )
+    rows = []
+    for result in results:
+        delays = _every_delay(result)
+        delivery_p50 = _ms(delays, 0.50)
+        rows.append(
+            [
+                _streams_cell(result),
+                _number(result.events_per_second, 1),
+                _number(result.messages_per_second),
+                f"{result.delivered:,} of {result.expected:,}",
+                _number(delivery_p50, 2),
+                _number(_ms(delays, 0.99), 2),
+                _number(_ms(delays, 1.0), 2),
+                _number(_ms(result.post_latencies, 0.50), 2),
+                _number(_ms(result.post_latencies, 0.99), 2),
+                _number(_ratio(delivery_p50, _ms(result.post_latencies, 0.50)), 2),
+                _number(result.cpu_percent("tracker")),
+                _number(result.cpu_percent("postgres")),
+                _number(result.cpu_percent("readers")),
+                _number(result.cpu_percent("bench")),
+                _number(result.cpu_percent("other")),
+            ]
+        )
+    return _table(header, rows)
+
+
+def fanout_notes(baseline: FanoutResult, loaded: FanoutResult) -> str:
+    """Return the ratios of ``loaded`` to ``baseline`` and warnings about the run."""
+    base, load = _every_delay(baseline), _every_delay(loaded)
+    lines = [
+        f"Delivery with {loaded.streams} streams against {baseline.streams}: p50 "
+        f"{_number(_ratio(_ms(load, 0.50), _ms(base, 0.50)), 2)} times, p99 "
+        f"{_number(_ratio(_ms(load, 0.99), _ms(base, 0.99)), 2)} times.",
+    ]
+    if loaded.job_streams:
+        collection, job = loaded.delays
+        lines.append(
+            f"With {loaded.streams} streams, p50 / p99 ms of collection streams "
+            f"{_number(_ms(collection, 0.50), 2)} / {_number(_ms(collection, 0.99), 2)}"
+            f", of job streams {_number(_ms(job, 0.50), 2)} / "
+            f"{_number(_ms(job, 0.99), 2)}."
+        )
+    busiest = loaded.busiest_reader_percent()
+    processes = "process" if loaded.readers == 1 else "processes"
+    lines.append(
+        f"{loaded.readers} reader {processes} held the {loaded.streams} streams; the "
+        f"busiest used {_number(busiest)}% of one core."
+    )
+    for result in (baseline, loaded):
+        lines.extend(_fanout_warnings(result))
+    busy = busy_note([baseline, loaded])
+    if busy:
+        lines.append(busy)
+    return "\n".join(lines)
+
+
+def _fanout_warnings(result: FanoutResult) -> list[str]:
+    warnings = []
+    busiest = result.busiest_reader_percent()
+    if busiest is not None and busiest > READER_BUSY_PERCENT:
+        warnings.append(
+            f"NOTE: a reader process used {busiest:.0f}% of one core with "
+            f"{result.streams} streams, so the readers may have added to the delays; "
+            "rerun with more --stream-readers."
+        )
+    missing = result.expected - result.delivered
+    if missing or result.ended_early:
+        warnings.append(
+            f"NOTE: with {result.streams} streams, {missing:,} messages did not "
+            f"arrive within {DRAIN_TIMEOUT_SECONDS:g} s of the last event, and the "
+            f"tracker ended {result.ended_early} streams early, as it does when a "
+            "stream's buffer overflows."
+        )
+    return warnings

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -15,11 +15,14 @@ from typing import Any, Literal
 import httpx
 
 from bench import machine
+from bench.fanout import SENDERS, FanoutOptions, measure_fanout
 from bench.measure import CpuMeter, Result, measure
 from bench.report import (
     SHARED_CORES_NOTE,
     busy_note,
     comparison_table,
+    fanout_notes,
+    fanout_table,
     results_table,
 )
 from bench.scenarios import (
@@ -58,6 +61,10 @@ class Options:
     batch_size: int
     server: ServerName | Literal["both"]
     repeat: int
+    # Streams of the fan-out scenario, 0 to skip it, and events per second.
+    streams: int
+    stream_rate: float
+    stream_readers: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +237,44 @@ async def _compare_servers(
         _print_table(comparison_table(rounds), busy_note(every))
 
 
+async def _run_fanout(options: Options, server: ServerName, stack: _Stack) -> None:
+    """Measure delivery with one stream, then with ``options.streams``, and print.
+
+    Both measurements run against the same new tracker, so the first one's streams
+    are closed before the second one's open.
+    """
+    loaded = FanoutOptions(
+        streams=options.streams,
+        rate=options.stream_rate,
+        readers=options.stream_readers,
+        warmup=options.warmup,
+        seconds=options.duration,
+    )
+    async with (
+        running(server, stack.env, stack.log_path(server)) as tracker,
+        _clients(tracker.base_url, SENDERS) as clients,
+    ):
+        results = []
+        for fanout in (replace(loaded, streams=1, readers=1), loaded):
+            noun = "stream" if fanout.streams == 1 else "streams"
+            _progress(f"measuring delivery to {fanout.streams} {noun} under {server}")
+            results.append(
+                await measure_fanout(
+                    clients,
+                    fanout,
+                    tracker_pid=tracker.pid,
+                    postgres_pid=stack.database.postmaster_pid(),
+                )
+            )
+
+    print(
+        f"Stream fan-out under {server}: {options.stream_rate:g} progress events/s "
+        "on one collection, each timed from just before its POST to its arrival "
+        "on each stream:"
+    )
+    _print_table(fanout_table(results), fanout_notes(*results))
+
+
 async def _measure_all(options: Options, stack: _Stack) -> None:
     url = stack.database.url
     print(await machine.describe(url, options.workers, options.duration))
@@ -237,6 +282,8 @@ async def _measure_all(options: Options, stack: _Stack) -> None:
 
     table_server: ServerName = "uvicorn" if options.server == "both" else options.server
     workers = await _run_table(options, table_server, stack)
+    if options.streams:
+        await _run_fanout(options, table_server, stack)
     if options.server == "both":
         await _compare_servers(options, workers, stack)
 

@@ -56,11 +56,15 @@ def check_status(response: httpx.Response, expected: int) -> None:
 
 
 async def _register_jobs(
-    client: httpx.AsyncClient, worker: Worker, count: int, run_id: str
+    client: httpx.AsyncClient,
+    worker: Worker,
+    count: int,
+    run_id: str,
+    collection_id: int,
 ) -> None:
     for number in range(count):
         body = {
-            "collection_id": COLLECTION_ID,
+            "collection_id": collection_id,
             "plugin_name": PLUGIN_NAME,
             "external_id": f"bench-{run_id}-{worker.index}-{number}",
             "original_filename": f"document-{number}.pdf",
@@ -71,12 +75,17 @@ async def _register_jobs(
 
 
 async def register_workers(
-    clients: Sequence[httpx.AsyncClient], jobs_per_worker: int
+    clients: Sequence[httpx.AsyncClient],
+    jobs_per_worker: int,
+    *,
+    collection_id: int = COLLECTION_ID,
 ) -> list[Worker]:
     """Register ``jobs_per_worker`` new pending jobs for each worker, one per client."""
     run_id = uuid.uuid4().hex[:12]
     workers = [Worker(index) for index in range(len(clients))]
     async with asyncio.TaskGroup() as group:
         for worker, client in zip(workers, clients, strict=True):
-            group.create_task(_register_jobs(client, worker, jobs_per_worker, run_id))
+            group.create_task(
+                _register_jobs(client, worker, jobs_per_worker, run_id, collection_id)
+            )
     return workers

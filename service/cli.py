@@ -27,8 +27,12 @@ environment:
   DATABASE_URL            postgresql:// URL (libpq forms, unix socket hosts included);
                           unset: an embedded PostgreSQL in TRACKER_DATA_DIR
   TRACKER_DATA_DIR        data directory of the embedded PostgreSQL
-  TRACKER_API_TOKENS      comma-separated bearer tokens for queries, retry and cancel
+  TRACKER_API_TOKENS      comma-separated bearer tokens for queries, streams, retry
+                          and cancel; NAME:TOKEN names one in the job history
   TRACKER_WORKER_TOKENS   comma-separated bearer tokens for registration and events
+  TRACKER_STALL_TIMEOUT_SECONDS, TRACKER_HEARTBEAT_TIMEOUT_SECONDS
+                          silence before a processing job shows stalled (60) and
+                          before it is failed (600)
   TRACKER_BACKEND_URL     base URL of the backend that receives forwarded retries
   TRACKER_BACKEND_TOKEN   bearer token sent to the backend
   See README.md for every variable, its default and its unit.
@@ -90,7 +94,7 @@ class _Stopped(Exception):
     """SIGINT or SIGTERM arrived after the HTTP server shut down."""
 
 
-# Open event streams are cut after this long; their clients reconnect elsewhere.
+# Open event streams are cut this long into a shutdown, and their clients reconnect.
 STREAM_SHUTDOWN_GRACE_SECONDS = 3
 
 
@@ -107,8 +111,8 @@ def _serve(settings: Settings) -> None:
         access_log=False,
         lifespan="on",
         server_header=False,
-        # Event streams never finish on their own; without a limit, shutdown would
-        # wait for every open stream's client to leave.
+        # Event streams never finish on their own, so without a limit a shutdown
+        # would wait for every open stream's client to leave.
         timeout_graceful_shutdown=STREAM_SHUTDOWN_GRACE_SECONDS,
     )
     # Uvicorn shuts down gracefully and then re-raises the signal it caught. These

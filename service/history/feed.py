@@ -80,9 +80,9 @@ class Cursor:
         """Read a cursor a client sent back; raise InvalidInput naming ``source``."""
         match = _CURSOR.fullmatch(value.strip())
         if match is None or max(int(match[1]), int(match[2])) > BIGINT_MAX:
-            shown = value if len(value) <= 40 else value[:40] + "…"
+            preview = value if len(value) <= 40 else value[:40] + "…"
             raise InvalidInput(
-                f"Invalid {source}: {shown!r} is not a stream position; send back the "
+                f"Invalid {source}: {preview!r} is not a stream position; send back the "
                 "id of the last message received, two numbers joined by '-' such as "
                 "'8123-455'"
             )

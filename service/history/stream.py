@@ -10,7 +10,7 @@ import msgspec
 import structlog
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import Parameter, PathParameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,16 +51,16 @@ JobId = Annotated[
 ]
 LastEventIdHeader = Annotated[
     str | None,
-    Parameter(
-        header="Last-Event-ID",
+    HeaderParameter(
+        name="Last-Event-ID",
         description="The id of the last message received; the stream replays every "
         "change after it. Browsers send it when they reconnect.",
     ),
 ]
 LastEventIdQuery = Annotated[
     str | None,
-    Parameter(
-        query="last_event_id",
+    QueryParameter(
+        name="last_event_id",
         description="The same as the Last-Event-ID header, for clients that cannot "
         "set headers; the header wins when both are sent.",
     ),

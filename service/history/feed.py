@@ -82,9 +82,9 @@ class Cursor:
         if match is None or max(int(match[1]), int(match[2])) > BIGINT_MAX:
             preview = value if len(value) <= 40 else value[:40] + "…"
             raise InvalidInput(
-                f"Invalid {source}: {preview!r} is not a stream position; send back the "
-                "id of the last message received, two numbers joined by '-' such as "
-                "'8123-455'"
+                f"Invalid {source}: {preview!r} is not a stream position; send back "
+                "the id of the last message received, two numbers joined by '-' such "
+                "as '8123-455'"
             )
         return cls(int(match[1]), int(match[2]))
 
@@ -249,8 +249,11 @@ class ChangeFeed:
         deferred = False
         while True:
             timeout = DEFERRED_POLL_SECONDS if deferred else self._poll_seconds
+            # Not asyncio.wait_for: on Python 3.11 under the test client, a cancelled
+            # wait_for here was seen to leave the task cancelling for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 deferred = await self.read_once()

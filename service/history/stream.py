@@ -102,9 +102,8 @@ async def _live(
     """
     while True:
         try:
-            change = await asyncio.wait_for(
-                subscription.buffer.get(), timeout=keepalive_seconds
-            )
+            async with asyncio.timeout(keepalive_seconds):
+                change = await subscription.buffer.get()
         except TimeoutError:
             yield after, "", KEEPALIVE
             continue

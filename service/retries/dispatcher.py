@@ -78,7 +78,8 @@ class RetryDispatcher:
     async def _wait(self, seconds: float) -> None:
         """Sleep for ``seconds`` or until a retry request wakes the dispatcher."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         self._wake.clear()
 
     async def run_once(self) -> int:

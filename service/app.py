@@ -21,6 +21,7 @@ from service.config import Settings, load_settings
 from service.errors import EXCEPTION_HANDLERS
 from service.events.controller import WorkerController
 from service.health import health
+from service.history.controller import JobHistoryController
 from service.history.feed import ChangeFeed
 from service.history.stream import StreamController
 from service.http.middleware import request_logging
@@ -148,13 +149,15 @@ def create_app(
         components=COMPONENTS,
     )
     cors = (
-        CORSConfig(allow_origins=list(settings.cors_origins))
+        # Browser code reads ETag to poll with If-None-Match.
+        CORSConfig(allow_origins=list(settings.cors_origins), expose_headers=["ETag"])
         if settings.cors_origins
         else None
     )
     return Litestar(
         route_handlers=[
             CollectionJobsController,
+            JobHistoryController,
             StreamController,
             WorkerController,
             health,

@@ -166,6 +166,66 @@ class StatusCounts(msgspec.Struct, kw_only=True):
     deleted: int = 0
 
 
+class FailureGroup(msgspec.Struct, kw_only=True):
+    """Failed attempts that share an exception type and a normalised message."""
+
+    exception_type: Annotated[
+        str,
+        Meta(
+            description="error_details.exception_type of the failed job, or "
+            "UnknownError when the worker sent none."
+        ),
+    ]
+    message: Annotated[
+        str,
+        Meta(
+            description="First line of the error message, with URLs, UUIDs, quoted "
+            "values, times, paths, file names, hex ids and numbers replaced by "
+            "placeholders such as <url>, <str>, <path> and <n>. At most 200 "
+            "characters."
+        ),
+    ]
+    count: Annotated[
+        int,
+        Meta(
+            description="Failed attempts in the group. A job that failed, was "
+            "retried and failed again counts twice."
+        ),
+    ]
+    newest_job_id: Annotated[
+        int, Meta(description="The job of the group's most recent failure.")
+    ]
+    last_failed_at: Annotated[
+        datetime, Meta(description="When the tracker received that failure.")
+    ]
+
+
+class ProcessingDurations(msgspec.Struct, kw_only=True):
+    """Percentiles of processing_duration_seconds over recently completed jobs."""
+
+    completed_jobs: Annotated[
+        int,
+        Meta(
+            description="Jobs with status completed whose processing_completed_at "
+            "is in the last 24 hours."
+        ),
+    ]
+    p50_seconds: Annotated[
+        float | None,
+        Meta(
+            description="Median duration in seconds, interpolated linearly. Null "
+            "without completions."
+        ),
+    ]
+    p95_seconds: Annotated[
+        float | None,
+        Meta(
+            description="95th percentile duration in seconds, interpolated linearly. "
+            "Null without completions."
+        ),
+    ]
+
+
 class CollectionStatus(msgspec.Struct, kw_only=True):
     """Ingestion summary of one collection."""
 
@@ -174,8 +234,29 @@ class CollectionStatus(msgspec.Struct, kw_only=True):
     total_jobs: int
     by_status: StatusCounts
     currently_processing: int
+    stalled: Annotated[
+        int,
+        Meta(
+            description="Processing jobs flagged as stalled because they sent no "
+            "event for their stall_timeout_seconds. The next event clears the flag."
+        ),
+    ]
     recent_failures: list[Job]
+    failures_last_24h: Annotated[
+        list[FailureGroup],
+        Meta(
+            description="Failed attempts received in the last 24 hours, grouped by "
+            "exception type and normalised message. At most 10 groups, the largest "
+            "first and, among equal counts, the most recent first."
+        ),
+    ]
     oldest_processing_job: Job | None
+    processing_duration_last_24h: Annotated[
+        ProcessingDurations,
+        Meta(
+            description="Processing durations of jobs completed in the last 24 hours."
+        ),
+    ]
 
 
 class RetryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

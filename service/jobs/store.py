@@ -9,31 +9,39 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import RowMapping
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.errors import InvalidInput, JobNotFound, StateConflict
+from service.history.causes import UNKNOWN_TYPE
 from service.history.recorder import Change, record
 from service.jobs.records import job_from_row
 from service.jobs.schemas import (
     CollectionStatus,
+    FailureGroup,
     Job,
     JobCreate,
     JobPage,
     JobStatus,
+    ProcessingDurations,
     SortField,
     SortOrder,
     StatusCounts,
 )
 from service.limits import PARAMS_MAX_BYTES, clean_json, clean_text, encoded_size
 from service.store.engine import driver_connection, driver_of
-from service.store.tables import SELECT_JOB, jobs
+from service.store.tables import SELECT_JOB, history, jobs
 
 logger = structlog.get_logger(__name__)
 
 SELECT_JOB_IN_COLLECTION = f"{SELECT_JOB} AND collection_id = $2"
 
 RECENT_FAILURES = 5
+FAILURE_GROUPS = 10
+# The summary's failure groups and durations cover this window up to the database
+# clock at the start of the summary's transaction.
+SUMMARY_WINDOW = sa.text("interval '24 hours'")
 _TEXT_FIELDS = (
     "collection_name",
     "owner",
@@ -132,6 +140,72 @@ async def lock_job(
     if row is None:
         raise JobNotFound(job_id, collection_id)
     return row
+
+
+def _failure_groups(collection_id: int) -> sa.Select[Any]:
+    """Select the largest groups of failed attempts received within the window."""
+    failures = sa.func.count().label("failures")
+    last_failed_at = sa.func.max(history.c.received_at).label("last_failed_at")
+    newest_first = aggregate_order_by(
+        history.c.job_id, history.c.received_at.desc(), history.c.id.desc()
+    )
+    newest_job_id = sa.func.array_agg(newest_first)[1].label("newest_job_id")
+    return (
+        sa.select(
+            sa.func.coalesce(history.c.error_type, UNKNOWN_TYPE).label(
+                "exception_type"
+            ),
+            history.c.error_cause.label("message"),
+            failures,
+            newest_job_id,
+            last_failed_at,
+        )
+        # The error_cause condition lets PostgreSQL use the partial index
+        # ix_ingestion_job_history_failures.
+        .where(
+            history.c.collection_id == collection_id,
+            history.c.error_cause.is_not(None),
+            history.c.received_at >= sa.func.now() - SUMMARY_WINDOW,
+        )
+        .group_by(history.c.error_type, history.c.error_cause)
+        .order_by(
+            failures.desc(),
+            last_failed_at.desc(),
+            newest_job_id.desc(),
+            history.c.error_cause,
+        )
+        .limit(FAILURE_GROUPS)
+    )
+
+
+def _processing_durations(collection_id: int) -> sa.Select[Any]:
+    """Select the number and duration percentiles of completions in the window."""
+    elapsed = jobs.c.processing_completed_at - jobs.c.processing_started_at
+    # Clamped at zero like a job's processing_duration_seconds.
+    seconds = sa.cast(sa.func.greatest(sa.extract("epoch", elapsed), 0), sa.Double)
+    return sa.select(
+        sa.func.count().label("completed_jobs"),
+        sa.func.percentile_cont(0.5).within_group(seconds).label("p50"),
+        sa.func.percentile_cont(0.95).within_group(seconds).label("p95"),
+    ).where(
+        jobs.c.collection_id == collection_id,
+        jobs.c.status == "completed",
+        jobs.c.processing_completed_at >= sa.func.now() - SUMMARY_WINDOW,
+    )
+
+
+def _failure_group(row: sa.Row[Any]) -> FailureGroup:
+    return FailureGroup(
+        exception_type=row.exception_type,
+        message=row.message,
+        count=row.failures,
+        newest_job_id=row.newest_job_id,
+        last_failed_at=row.last_failed_at,
+    )
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 class JobStore:
@@ -243,7 +317,11 @@ class JobStore:
         """Count a collection's jobs by status and pick the ones that need attention."""
         in_collection = jobs.c.collection_id == collection_id
         counts = (
-            sa.select(jobs.c.status, sa.func.count().label("jobs"))
+            sa.select(
+                jobs.c.status,
+                sa.func.count().label("jobs"),
+                sa.func.count().filter(jobs.c.stalled_at.is_not(None)).label("stalled"),
+            )
             .where(in_collection)
             .group_by(jobs.c.status)
         )
@@ -266,12 +344,19 @@ class JobStore:
             .limit(1)
         )
 
+        # One snapshot, and one value of now() for both 24-hour windows.
         async with self._reader.connect() as connection:
             rows = (await connection.execute(counts)).all()
             by_status: dict[str, int] = {row.status: row.jobs for row in rows}
             collection_name = (await connection.execute(name)).scalar_one_or_none()
             failed_rows = (await connection.execute(failures)).mappings().all()
             oldest_row = (await connection.execute(oldest)).mappings().first()
+            group_rows = (
+                await connection.execute(_failure_groups(collection_id))
+            ).all()
+            durations = (
+                await connection.execute(_processing_durations(collection_id))
+            ).one()
 
         return CollectionStatus(
             collection_id=collection_id,
@@ -279,10 +364,17 @@ class JobStore:
             total_jobs=sum(by_status.values()),
             by_status=StatusCounts(**by_status),
             currently_processing=by_status.get("processing", 0),
+            stalled=sum(row.stalled for row in rows if row.status == "processing"),
             recent_failures=[job_from_row(row) for row in failed_rows],
+            failures_last_24h=[_failure_group(row) for row in group_rows],
             oldest_processing_job=None
             if oldest_row is None
             else job_from_row(oldest_row),
+            processing_duration_last_24h=ProcessingDurations(
+                completed_jobs=durations.completed_jobs,
+                p50_seconds=_seconds(durations.p50),
+                p95_seconds=_seconds(durations.p95),
+            ),
         )
 
     async def cancel(self, collection_id: int, job_id: int, actor: str) -> Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -144,6 +145,25 @@ async def test_reporter_drives_job_to_completed(start_tracker: StartTracker) -> 
     assert done.processing_stats == {"chunks": 40}
     assert done.processing_duration_seconds is not None
     assert summary.by_status.completed == 1
+    assert summary.processing_duration_last_24h.completed_jobs == 1
+
+
+async def test_summary_groups_failures(start_tracker: StartTracker) -> None:
+    tracker = await start_tracker()
+    async with AsyncWorkerClient(base_url=tracker.url) as worker:
+        for name in ("a.pdf", "b.pdf"):
+            job = await worker.register(
+                collection_id=8, plugin_name="simple_ingest", original_filename=name
+            )
+            with contextlib.suppress(FileNotFoundError):
+                async with worker.reporter(job.id, attempt=job.attempt, **FAST):
+                    raise FileNotFoundError(f"No such file: /data/{name}")
+
+    async with AsyncTrackerClient(base_url=tracker.url) as client:
+        summary = await client.summary(8)
+    assert [(g.exception_type, g.count) for g in summary.failures_last_24h] == [
+        ("FileNotFoundError", 2)
+    ]
 
 
 async def test_sync_flavour_against_tracker(start_tracker: StartTracker) -> None:

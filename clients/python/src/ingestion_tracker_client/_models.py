@@ -104,6 +104,25 @@ class StatusCounts(msgspec.Struct, kw_only=True, frozen=True):
     deleted: int = 0
 
 
+class FailureGroup(msgspec.Struct, kw_only=True, frozen=True):
+    """Failed attempts of the last 24 hours that share a cause."""
+
+    exception_type: str
+    # The error message with urls, ids, paths and numbers replaced by placeholders.
+    message: str
+    count: int
+    newest_job_id: int
+    last_failed_at: datetime
+
+
+class ProcessingDurations(msgspec.Struct, kw_only=True, frozen=True):
+    """Median and 95th percentile of recent processing times, in seconds."""
+
+    completed_jobs: int = 0
+    p50_seconds: float | None = None
+    p95_seconds: float | None = None
+
+
 class CollectionStatus(msgspec.Struct, kw_only=True, frozen=True):
     """Ingestion summary of one collection."""
 
@@ -114,6 +133,12 @@ class CollectionStatus(msgspec.Struct, kw_only=True, frozen=True):
     currently_processing: int = 0
     recent_failures: list[Job] = msgspec.field(default_factory=list)
     oldest_processing_job: Job | None = None
+    # Absent from trackers older than the job history.
+    stalled: int = 0
+    failures_last_24h: list[FailureGroup] = msgspec.field(default_factory=list)
+    processing_duration_last_24h: ProcessingDurations = msgspec.field(
+        default_factory=ProcessingDurations
+    )
 
 
 class EventResult(msgspec.Struct, kw_only=True, frozen=True):

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import msgspec
 import pytest
+import uvicorn
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
@@ -128,6 +134,121 @@ async def tracked_client(
         backend_url=backend.url, backend_token="backend-secret"
     )
     return started
+
+
+# Servers over real HTTP. Litestar's AsyncTestClient (2.25, in
+# litestar/testing/transport.py) runs each request to completion through a blocking
+# portal, so requests gathered on it run one after another. Tests that need requests
+# to overlap, event streams, or another process that calls the app serve it with
+# uvicorn on loopback instead.
+
+SERVER_START_TIMEOUT_SECONDS = 10
+# Connections still open at teardown, such as event streams, are cut after this.
+SERVER_STOP_TIMEOUT_SECONDS = 1
+ServeAsgi = Callable[..., Awaitable[str]]
+ServeApp = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+def bind_loopback() -> socket.socket:
+    """Bind a TCP socket to a free port on 127.0.0.1, so its URL is known early."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def loopback_url(sock: socket.socket) -> str:
+    """Return the base URL of a socket bound by ``bind_loopback``."""
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+class LoopbackServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT and SIGTERM to pytest.
+
+    Several servers run in one test, and each would install and later restore its
+    own signal handlers (uvicorn 0.55, ``Server.capture_signals``).
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exit_:
+        # uvicorn calls sys.exit when the app's lifespan start-up fails.
+        raise RuntimeError(
+            f"uvicorn exited with code {exit_.code} while starting the app on "
+            f"{loopback_url(sock)}; the uvicorn.error log names the cause"
+        ) from None
+
+
+async def _wait_until_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Wait until ``server`` has run the app's start-up and listens for requests."""
+    async with asyncio.timeout(SERVER_START_TIMEOUT_SECONDS):
+        while not server.started:  # uvicorn exposes no start event
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn stopped before it started serving")
+            await asyncio.sleep(0.01)
+
+
+async def _stop(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def serve_asgi() -> AsyncIterator[ServeAsgi]:
+    """Serve Litestar apps with uvicorn on loopback and return each one's base URL.
+
+    Call it as ``await serve_asgi(app)``, or with a socket from ``bind_loopback`` whose
+    URL another app needs before this one starts. Servers stop when the test ends,
+    the last started first.
+    """
+    async with contextlib.AsyncExitStack() as servers:
+
+        async def start(app: Litestar, sock: socket.socket | None = None) -> str:
+            sock = sock if sock is not None else bind_loopback()
+            config = uvicorn.Config(
+                app,
+                lifespan="on",
+                log_config=None,
+                timeout_graceful_shutdown=SERVER_STOP_TIMEOUT_SECONDS,
+            )
+            server = LoopbackServer(config)
+            task = asyncio.create_task(_serve(server, sock), name="uvicorn")
+            try:
+                await _wait_until_started(server, task)
+            except BaseException:
+                server.should_exit = True
+                raise
+            servers.push_async_callback(_stop, server, task)
+            return loopback_url(sock)
+
+        yield start
+
+
+@pytest.fixture
+async def serve_app(
+    settings: Settings, serve_asgi: ServeAsgi
+) -> AsyncIterator[ServeApp]:
+    """Serve trackers over HTTP on loopback and return a client of each.
+
+    ``await serve_app(**overrides)`` builds the app with ``create_app`` from the test's
+    settings with ``overrides`` replaced. Several trackers may run at once, for
+    example two replicas on one database.
+    """
+    async with contextlib.AsyncExitStack() as clients:
+
+        async def start(**overrides: Any) -> httpx.AsyncClient:
+            app = create_app(msgspec.structs.replace(settings, **overrides))
+            url = await serve_asgi(app)
+            client = httpx.AsyncClient(base_url=url, timeout=30)
+            return await clients.enter_async_context(client)
+
+        yield start
 
 
 JOB_DEFAULTS: dict[str, Any] = {

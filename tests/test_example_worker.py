@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from service.app import create_app
 from service.config import Settings
+from tests.conftest import ServeAsgi
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SCRIPT = REPOSITORY / "examples" / "ingest_files.py"
@@ -20,19 +19,9 @@ SKIPPED_PARTS = {"__pycache__", ".venv", "node_modules"}
 
 
 @pytest.fixture
-async def live_url(settings: Settings) -> AsyncIterator[str]:
+async def live_url(settings: Settings, serve_asgi: ServeAsgi) -> str:
     """Serve the tracker with uvicorn on a free loopback port for one test."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_config=None, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes no start event
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    return await serve_asgi(create_app(settings))
 
 
 async def run_worker(directory: Path, collection_id: int, url: str) -> str:

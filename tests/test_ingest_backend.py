@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 from litestar import Litestar, MediaType, get
 from litestar.testing import AsyncTestClient
 
@@ -24,6 +22,7 @@ from examples.ingest_backend import create_app as create_backend
 from examples.ingest_backend.runner import JobRunner
 from service.app import create_app as create_tracker
 from service.config import Settings
+from tests.conftest import ServeAsgi, bind_loopback, loopback_url
 
 BACKEND_TOKEN = "backend-secret"
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -40,38 +39,13 @@ class Stack:
     collection_id: int
 
 
-def bind_loopback() -> socket.socket:
-    """Bind a socket to a free loopback port, so its URL is known before serving."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-async def serve(app: Litestar, sock: socket.socket) -> uvicorn.Server:
-    """Serve ``app`` with uvicorn on ``sock`` and return once it accepts requests."""
-    config = uvicorn.Config(app, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    server.task = task  # type: ignore[attr-defined]
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes no start event
-        await asyncio.sleep(0.02)
-    return server
-
-
-async def stop(server: uvicorn.Server) -> None:
-    server.should_exit = True
-    await server.task  # type: ignore[attr-defined]
-
-
 @pytest.fixture
-async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    settings: Settings, serve_asgi: ServeAsgi, tmp_path: Path
+) -> AsyncIterator[Stack]:
     """Serve a tracker that forwards retries to a backend that reports to it."""
     tracker_sock, backend_sock = bind_loopback(), bind_loopback()
-    tracker_url, backend_url = url_of(tracker_sock), url_of(backend_sock)
+    tracker_url, backend_url = loopback_url(tracker_sock), loopback_url(backend_sock)
     (tmp_path / "transcripts").mkdir()
     backend_app = create_backend(
         BackendConfig(
@@ -86,8 +60,8 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
     tracker_settings = msgspec.structs.replace(
         settings, backend_url=backend_url, backend_token=BACKEND_TOKEN
     )
-    tracker_server = await serve(create_tracker(tracker_settings), tracker_sock)
-    backend_server = await serve(backend_app, backend_sock)
+    await serve_asgi(create_tracker(tracker_settings), tracker_sock)
+    await serve_asgi(backend_app, backend_sock)
     auth = {"Authorization": f"Bearer {BACKEND_TOKEN}"}
 
     async with (
@@ -99,9 +73,6 @@ async def stack(settings: Settings, tmp_path: Path) -> AsyncIterator[Stack]:
         yield Stack(
             tracker, backend, backend_app.state.backend.runner, created.json()["id"]
         )
-
-    await stop(backend_server)
-    await stop(tracker_server)
 
 
 DOCUMENTS = {
@@ -271,7 +242,7 @@ class Pages:
 
 
 @pytest.fixture
-async def pages() -> AsyncIterator[Pages]:
+async def pages(serve_asgi: ServeAsgi) -> Pages:
     """Serve two HTML pages on loopback for url_ingest to fetch."""
     release = asyncio.Event()
     release.set()
@@ -285,10 +256,7 @@ async def pages() -> AsyncIterator[Pages]:
         await release.wait()
         return "<html><body><h1>Two</h1><p>Second page text.</p></body></html>"
 
-    sock = bind_loopback()
-    server = await serve(Litestar([one, two]), sock)
-    yield Pages(url_of(sock), release)
-    await stop(server)
+    return Pages(await serve_asgi(Litestar([one, two])), release)
 
 
 async def test_url_ingest_reports_each_url(stack: Stack, pages: Pages) -> None:
@@ -423,7 +391,7 @@ async def test_unknown_collection_is_not_found(stack: Stack) -> None:
 async def test_unreachable_tracker_is_unavailable(tmp_path: Path) -> None:
     closed = bind_loopback()  # bound but not listening, so connections are refused
     app = create_backend(
-        BackendConfig(tracker_url=url_of(closed), data_dir=tmp_path / "data")
+        BackendConfig(tracker_url=loopback_url(closed), data_dir=tmp_path / "data")
     )
     async with AsyncTestClient(app=app) as client:
         await client.post("/collections", json={"name": "Docs"})

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from litestar.testing import AsyncTestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.jobs.schemas import JOB_STATUSES
-from tests.conftest import register, send_event
+from tests.conftest import ServeApp, register, send_event
 
 SORT_FIELDS = (
     "created_at",
@@ -26,32 +21,6 @@ SORT_FIELDS = (
     "processing_started_at",
 )
 TIMESTAMP_FIELDS = {"created_at", "updated_at", "processing_started_at"}
-
-
-@pytest.fixture
-async def served(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app served by uvicorn on loopback, where requests overlap.
-
-    Litestar's AsyncTestClient (2.25) runs each request to completion through a
-    blocking portal, so requests gathered on it never run at the same time.
-    """
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, lifespan="on", log_config=None
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started serving")
-            await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        yield client
-    server.should_exit = True
-    await task
 
 
 async def list_jobs(
@@ -162,8 +131,10 @@ async def test_register_external_id_other_collection_is_new(
 
 @pytest.mark.parametrize("external_id", ["race-1", "race-2", "race-3"])
 async def test_register_concurrent_same_external_id_once(
-    served: httpx.AsyncClient, external_id: str
+    serve_app: ServeApp, external_id: str
 ) -> None:
+    # Served over HTTP, because AsyncTestClient runs gathered requests one by one.
+    served = await serve_app()
     body = {"collection_id": 1, "plugin_name": "simple", "external_id": external_id}
     responses = await asyncio.gather(
         *(served.post("/ingestion-jobs", json=body) for _ in range(10))
@@ -419,6 +390,13 @@ async def test_summary_empty_collection(client: AsyncTestClient[Any]) -> None:
         "currently_processing": 0,
         "recent_failures": [],
         "oldest_processing_job": None,
+        "stalled": 0,
+        "failures_last_24h": [],
+        "processing_duration_last_24h": {
+            "completed_jobs": 0,
+            "p50_seconds": None,
+            "p95_seconds": None,
+        },
     }
 
 

@@ -1,9 +1,7 @@
 """Concurrent requests on one job, and two tracker replicas on one database.
 
-Litestar's AsyncTestClient (2.25, litestar/testing/transport.py) runs each request to
-completion through a blocking portal, so requests gathered on it run one after
-another. These tests serve the app with uvicorn on loopback instead, where gathered
-requests really overlap.
+The tests that gather requests serve the app with uvicorn on loopback (``serve_app``),
+because Litestar's AsyncTestClient runs gathered requests one after another.
 """
 
 from __future__ import annotations
@@ -11,18 +9,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
-import uvicorn
 
-from service.app import create_app
-from service.config import Settings
 from tests.backend import FakeBackend
-from tests.conftest import ClientFactory, register, send_event
+from tests.conftest import ClientFactory, ServeApp, register, send_event
 from tests.test_forwarding import (
     register_failed,
     retry,
@@ -33,41 +26,6 @@ RACE_ROUNDS = 20
 CONCURRENT_RETRIES = 8
 PROGRESS_EVENTS = 40
 REPLICA_JOBS = 10
-
-ServeApp = Callable[..., Awaitable[httpx.AsyncClient]]
-
-
-@pytest.fixture
-async def serve_app(settings: Settings) -> AsyncIterator[ServeApp]:
-    """Serve apps over HTTP on loopback. Each runs its lifespan until the test ends."""
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
-    clients: list[httpx.AsyncClient] = []
-
-    async def start(**overrides: Any) -> httpx.AsyncClient:
-        app = create_app(msgspec.structs.replace(settings, **overrides))
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, lifespan="on", log_config=None
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        servers.append((server, task))
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("uvicorn stopped before it started serving")
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        await client.aclose()
-    for server, task in servers:
-        server.should_exit = True
-        await task
 
 
 # Cancel racing a completion

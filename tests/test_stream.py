@@ -5,61 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
-import uvicorn
 
-from service.app import create_app
-from service.config import Settings
 from service.events.schemas import Event
 from service.events.store import apply_event
 from service.history.feed import Change, ChangeFeed, Cursor, Subscription
 from service.history.stream import _live
 from service.store.engine import create_engine
-
-ServeApp = Callable[..., Awaitable[httpx.AsyncClient]]
-
-
-@pytest.fixture
-async def serve_app(settings: Settings) -> AsyncIterator[ServeApp]:
-    """Serve apps over HTTP on loopback (interim; the shared fixture replaces it)."""
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
-    clients: list[httpx.AsyncClient] = []
-
-    async def start(**overrides: Any) -> httpx.AsyncClient:
-        app = create_app(msgspec.structs.replace(settings, **overrides))
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            lifespan="on",
-            log_config=None,
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        servers.append((server, task))
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn sets a plain flag
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        await client.aclose()
-    for server, task in servers:
-        server.should_exit = True
-        await task
-
+from tests.conftest import ServeApp
 
 READ_TIMEOUT = 10.0
 JOB_STREAM = "/collections/{collection}/ingestion-jobs/{job}/stream"

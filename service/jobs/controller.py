@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import Body, FromQuery, PathParameter, QueryParameter
 
 from service.auth import actor, require_scope
 from service.errors import InvalidInput, ServiceUnavailable
+from service.http.conditional import (
+    CONDITIONAL_GET,
+    ETAG_HEADERS,
+    NOT_MODIFIED,
+    Conditional,
+)
 from service.http.openapi import API_SECURITY, errors
 from service.jobs.schemas import (
     JOB_STATUSES,
@@ -64,11 +70,14 @@ class CollectionJobsController(Controller):
         "/ingestion-jobs",
         summary="List a collection's ingestion jobs",
         description="Pages never skip or repeat a job: ties in the sort break on id.",
-        responses=errors(400, 401, 403, 503),
+        dependencies=CONDITIONAL_GET,
+        response_headers=ETAG_HEADERS,
+        responses={**NOT_MODIFIED, **errors(400, 401, 403, 503)},
     )
     async def list_jobs(
         self,
         jobs: Jobs,
+        conditional: Conditional,
         collection_id: CollectionId,
         status: Annotated[
             list[str] | None,
@@ -84,8 +93,8 @@ class CollectionJobsController(Controller):
         ] = 0,
         sort_by: FromQuery[SortField] = "created_at",
         sort_order: FromQuery[SortOrder] = "desc",
-    ) -> JobPage:
-        return await jobs.list(
+    ) -> Response[JobPage]:
+        page = await jobs.list(
             collection_id,
             statuses=parse_statuses(status),
             limit=limit,
@@ -93,29 +102,35 @@ class CollectionJobsController(Controller):
             sort_by=sort_by,
             sort_order=sort_order,
         )
+        return conditional.respond(page)
 
     @get(
         "/ingestion-jobs/{job_id:int}",
         summary="Read one ingestion job",
-        responses=errors(400, 401, 403, 404, 503),
+        dependencies=CONDITIONAL_GET,
+        response_headers=ETAG_HEADERS,
+        responses={**NOT_MODIFIED, **errors(400, 401, 403, 404, 503)},
     )
     async def get_job(
         self,
         jobs: Jobs,
+        conditional: Conditional,
         collection_id: CollectionId,
         job_id: JobId,
-    ) -> Job:
-        return await jobs.get(collection_id, job_id)
+    ) -> Response[Job]:
+        return conditional.respond(await jobs.get(collection_id, job_id))
 
     @get(
         "/ingestion-status",
         summary="Summarise a collection's ingestion",
-        responses=errors(400, 401, 403, 503),
+        dependencies=CONDITIONAL_GET,
+        response_headers=ETAG_HEADERS,
+        responses={**NOT_MODIFIED, **errors(400, 401, 403, 503)},
     )
     async def get_status(
-        self, jobs: Jobs, collection_id: CollectionId
-    ) -> CollectionStatus:
-        return await jobs.summary(collection_id)
+        self, jobs: Jobs, conditional: Conditional, collection_id: CollectionId
+    ) -> Response[CollectionStatus]:
+        return conditional.respond(await jobs.summary(collection_id))
 
     @post(
         "/ingestion-jobs/{job_id:int}/retry",

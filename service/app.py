@@ -99,14 +99,19 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         ),
     )
     app.state.retries = RetryStore(engine)
-    task = _start_dispatcher(app, engine)
     feed = ChangeFeed(
         engine,
         settings.database_url,
         buffer_events=settings.stream_buffer_events,
     )
-    await feed.start()
+    # Started before the background tasks, so a failure here leaves none behind.
+    try:
+        await feed.start()
+    except BaseException:
+        await engine.dispose()
+        raise
     app.state.feed = feed
+    task = _start_dispatcher(app, engine)
     sweeper = asyncio.create_task(
         LivenessSweeper(engine, interval_seconds=settings.sweep_interval_seconds).run(),
         name="liveness-sweeper",

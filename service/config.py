@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import msgspec
 import platformdirs
 
+# The longest stall or heartbeat timeout, a week; a job silent for longer is lost.
+TIMEOUT_MAX_SECONDS = 7 * 24 * 3600
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -149,6 +151,15 @@ def validate(settings: Settings) -> None:
         )
     if settings.log_format not in {"auto", "json", "console"}:
         raise ConfigError("TRACKER_LOG_FORMAT must be one of: auto, json, console")
+    for name, seconds in (
+        ("TRACKER_STALL_TIMEOUT_SECONDS", settings.stall_timeout_seconds),
+        ("TRACKER_HEARTBEAT_TIMEOUT_SECONDS", settings.heartbeat_timeout_seconds),
+    ):
+        if seconds > TIMEOUT_MAX_SECONDS:
+            raise ConfigError(
+                f"{name}={seconds} is above the maximum of {TIMEOUT_MAX_SECONDS} "
+                "(one week)"
+            )
     if settings.heartbeat_timeout_seconds < settings.stall_timeout_seconds:
         raise ConfigError(
             "TRACKER_HEARTBEAT_TIMEOUT_SECONDS must be at least "

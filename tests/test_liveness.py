@@ -12,6 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from service.config import ConfigError, load_settings
 from service.liveness import LivenessSweeper
 from service.liveness.store import SWEEP_LOCK_KEY
 from service.store.engine import create_engine
@@ -37,9 +38,19 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+# A sweeper that has watched for years counts every job's whole silence.
+WATCHING_FOR_LONG = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def sweeper_at(engine: AsyncEngine, now: datetime, **options: Any) -> LivenessSweeper:
     """Build a sweeper whose clock always returns ``now``."""
-    return LivenessSweeper(engine, interval_seconds=0.01, clock=lambda: now, **options)
+    return LivenessSweeper(
+        engine,
+        interval_seconds=0.01,
+        clock=lambda: now,
+        watching_since=WATCHING_FOR_LONG,
+        **options,
+    )
 
 
 async def silent_since(database_url: str, job_id: int) -> datetime:
@@ -111,6 +122,27 @@ async def test_event_clears_stall_flag(
     current = await fetch(client, job["id"])
     assert answer["applied"] is True
     assert current["stalled"] is False
+
+
+async def test_cancel_clears_stall_flag(
+    client: AsyncTestClient[Any], engine: AsyncEngine, database_url: str
+) -> None:
+    job = await start_job(client)
+    since = await silent_since(database_url, job["id"])
+    await sweeper_at(engine, since + timedelta(seconds=61)).run_once()
+
+    response = await client.post(f"/collections/1/ingestion-jobs/{job['id']}/cancel")
+
+    assert response.status_code == 200
+    assert response.json()["stalled"] is False
+
+
+@pytest.mark.parametrize(
+    "name", ["TRACKER_STALL_TIMEOUT_SECONDS", "TRACKER_HEARTBEAT_TIMEOUT_SECONDS"]
+)
+def test_timeout_setting_above_a_week_is_rejected(name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: str(7 * 24 * 3600 + 1)})
 
 
 async def test_stalled_job_is_not_flagged_twice(
@@ -248,11 +280,60 @@ async def test_sweep_without_clock_uses_database_time(
     finally:
         await connection.close()
 
-    result = await LivenessSweeper(engine, interval_seconds=1).run_once()
+    sweeper = LivenessSweeper(
+        engine, interval_seconds=1, watching_since=WATCHING_FOR_LONG
+    )
+    result = await sweeper.run_once()
 
     current = await fetch(client, job["id"])
     assert result.failed == [job["id"]]
     assert current["error_details"]["silent_seconds"] >= 7200
+
+
+async def test_first_sweep_forgives_silence_before_start(
+    client: AsyncTestClient[Any], engine: AsyncEngine, database_url: str
+) -> None:
+    """A job silent while no tracker ran is not failed by the first sweep."""
+    job = await register(client, status="processing")
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "UPDATE ingestion_jobs SET last_event_at = now() - interval '2 hours' "
+            "WHERE id = $1",
+            job["id"],
+        )
+    finally:
+        await connection.close()
+
+    result = await LivenessSweeper(engine, interval_seconds=1).run_once()
+
+    assert result.failed == []
+
+
+async def test_sweep_after_gap_forgives_silence(
+    client: AsyncTestClient[Any], engine: AsyncEngine, database_url: str
+) -> None:
+    """Sweeps that stopped for longer than the gap restart the count."""
+    job = await register(client, status="processing")
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(
+            "UPDATE ingestion_jobs SET last_event_at = now() - interval '2 hours' "
+            "WHERE id = $1",
+            job["id"],
+        )
+        database_now: datetime = await connection.fetchval("SELECT now()")
+    finally:
+        await connection.close()
+    sweeper = LivenessSweeper(
+        engine, interval_seconds=1, watching_since=WATCHING_FOR_LONG
+    )
+    # The last sweep that reached the database was an hour ago.
+    sweeper._last_contact = database_now - timedelta(hours=1)
+
+    result = await sweeper.run_once()
+
+    assert result.failed == []
 
 
 # What the sweep leaves alone
@@ -516,7 +597,12 @@ async def test_loop_survives_database_errors(
     since = await silent_since(database_url, job["id"])
     engine, attempts = flaky_engine(database_url, failures=2)
     now = since + timedelta(seconds=601)
-    sweeper = LivenessSweeper(engine, interval_seconds=0.01, clock=lambda: now)
+    sweeper = LivenessSweeper(
+        engine,
+        interval_seconds=0.01,
+        clock=lambda: now,
+        watching_since=WATCHING_FOR_LONG,
+    )
 
     task = asyncio.create_task(sweeper.run())
     try:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.errors import InvalidInput
 from service.history.recorder import NOTIFY_CHANNEL
 from service.limits import BIGINT_MAX
-from service.store.engine import DISCONNECT_ERRORS, driver_connection
+from service.store.engine import driver_connection
 
 logger = structlog.get_logger(__name__)
 
@@ -58,6 +58,10 @@ REPLAY_COLLECTION = (
 LATEST_OF_JOB = (
     f"SELECT {_ROW_COLUMNS} FROM ingestion_job_history "  # noqa: S608
     f"WHERE job_id = $1 AND tx < {_HORIZON} ORDER BY tx DESC, id DESC LIMIT 1"
+)
+NEWEST_OF_JOB = (
+    "SELECT tx, id FROM ingestion_job_history "
+    "WHERE job_id = $1 ORDER BY tx DESC, id DESC LIMIT 1"
 )
 LATEST_READABLE = (
     "SELECT tx, id FROM ingestion_job_history "  # noqa: S608
@@ -135,17 +139,16 @@ class Subscription:
             self.buffer.put_nowait(change)
             self.delivered += 1
         except asyncio.QueueFull:
-            self.overflowed = True
-            self._wake_reader()
+            self.close()
 
     def close(self) -> None:
-        """Tell the stream to end, as when the service shuts down."""
-        self.overflowed = True
-        self._wake_reader()
+        """End the stream after what it already sent, as on overflow or shutdown.
 
-    def _wake_reader(self) -> None:
-        # Make room for the end marker; the dropped change is replayed on reconnect.
-        with contextlib.suppress(asyncio.QueueEmpty):
+        The buffered changes are dropped with it: the client's reconnect replays them
+        from the table, after the last id it received.
+        """
+        self.overflowed = True
+        while not self.buffer.empty():
             self.buffer.get_nowait()
         self.buffer.put_nowait(None)
 
@@ -170,6 +173,7 @@ class ChangeFeed:
         self._by_collection: defaultdict[int, set[Subscription]] = defaultdict(set)
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncpg.Connection | None = None
+        self._stopped = False
 
     @property
     def cursor(self) -> Cursor:
@@ -194,6 +198,7 @@ class ChangeFeed:
 
     async def stop(self) -> None:
         """Stop reading and end every open stream."""
+        self._stopped = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -206,9 +211,13 @@ class ChangeFeed:
         logger.info("change_feed_stopped", cursor=str(self._cursor))
 
     def subscribe(self, collection_id: int, job_id: int | None) -> Subscription:
+        """Register a stream; once the feed stopped, the stream ends at once."""
         subscription = Subscription(
             collection_id, job_id, asyncio.Queue(maxsize=self._buffer_events)
         )
+        if self._stopped:
+            subscription.close()
+            return subscription
         self._by_collection[collection_id].add(subscription)
         return subscription
 
@@ -276,12 +285,13 @@ class ChangeFeed:
                 self._listener = await asyncpg.connect(self._database_url)
                 self._listener.add_termination_listener(_setter(lost))
                 await self._listener.add_listener(NOTIFY_CHANNEL, self._notified)
-            except (*DISCONNECT_ERRORS, asyncpg.PostgresError):
+            except Exception:
                 failures += 1
                 delay = min(2**failures * 0.1, LISTEN_RETRY_MAX_SECONDS)
                 logger.warning(
                     "change_feed_listen_failed", retry_in_seconds=delay, exc_info=True
                 )
+                await self._close_listener()
                 await asyncio.sleep(delay)
                 continue
             if failures:
@@ -293,9 +303,13 @@ class ChangeFeed:
                 await lost.wait()
                 logger.warning("change_feed_listener_lost")
             finally:
-                listener, self._listener = self._listener, None
-                if listener is not None and not listener.is_closed():
-                    await listener.close(timeout=2)
+                await self._close_listener()
+
+    async def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.is_closed():
+            with contextlib.suppress(Exception):
+                await listener.close(timeout=2)
 
     def _notified(self, *_: object) -> None:
         self._wake.set()
@@ -326,6 +340,13 @@ async def replay(
                 REPLAY_COLLECTION, collection_id, after.tx, after.id, READ_BATCH
             )
     return [Change.from_row(row) for row in rows]
+
+
+async def has_rows_after(engine: AsyncEngine, job_id: int, after: Cursor) -> bool:
+    """Tell whether the job has history after ``after``, readable yet or not."""
+    async with driver_connection(engine) as connection:
+        row = await connection.fetchrow(NEWEST_OF_JOB, job_id)
+    return row is not None and Cursor(row["tx"], row["id"]) > after
 
 
 async def latest_of_job(engine: AsyncEngine, job_id: int) -> Change | None:

@@ -22,6 +22,7 @@ from service.history.feed import (
     ChangeFeed,
     Cursor,
     Subscription,
+    has_rows_after,
     latest_of_job,
     replay,
 )
@@ -153,12 +154,13 @@ class StreamController(Controller):
     ) -> Stream | Response[None]:
         after = _start_position(last_event_id, last_event_id_query)
         job = await jobs.get(collection_id, job_id)
-        if after is not None and job.status in TERMINAL_STATUSES:
-            missed = await replay(
-                engine, after, collection_id=collection_id, job_id=job_id
-            )
-            if not missed:
-                return Response(None, status_code=204)
+        # A final row that is committed but not yet readable still counts as new.
+        if (
+            after is not None
+            and job.status in TERMINAL_STATUSES
+            and not await has_rows_after(engine, job_id, after)
+        ):
+            return Response(None, status_code=204)
         keepalive = request.app.state.settings.stream_keepalive_seconds
         return _event_stream(
             self._job_events(_feed(request), engine, job, after, keepalive)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from service.config import TIMEOUT_MAX_SECONDS
 from service.limits import BIGINT_MAX
 
 JobStatus = Literal[
@@ -36,8 +37,6 @@ JOB_STATUSES: tuple[JobStatus, ...] = (
 Id = Annotated[
     int, Meta(ge=1, le=BIGINT_MAX, description="A positive 64-bit integer id.")
 ]
-# A week: a job silent for longer is dead by any measure.
-TIMEOUT_MAX_SECONDS = 7 * 24 * 3600
 ShortText = Annotated[str, Meta(max_length=255)]
 PathText = Annotated[str, Meta(max_length=4096)]
 

@@ -388,6 +388,7 @@ class JobStore:
             )
             .values(
                 status="cancelled",
+                stalled_at=None,
                 cancel_requested_at=sa.func.now(),
                 processing_completed_at=sa.func.now(),
                 updated_at=sa.func.now(),

@@ -24,9 +24,12 @@ TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
 # last_event_at is written with the database clock.
 SWEEP_TIME = "SELECT COALESCE($1::timestamptz, now())"
 
+# $3 is when the tracker started watching; silence before it is not counted, because
+# workers could not report while no tracker was reachable.
 _SILENT_SECONDS = (
-    "floor(extract(epoch FROM $1::timestamptz - "
-    "COALESCE(last_event_at, processing_started_at, updated_at)))::bigint"
+    "floor(extract(epoch FROM $1::timestamptz - GREATEST("
+    "COALESCE(last_event_at, processing_started_at, updated_at), "
+    "$3::timestamptz)))::bigint"
 )
 # Candidates are locked with SKIP LOCKED, so a job that an event is updating right now
 # is left to the next sweep, which reads the job after that event.
@@ -107,10 +110,13 @@ def _timeout_details(old: asyncpg.Record) -> str:
 
 
 async def fail_timed_out(
-    connection: asyncpg.Connection, now: datetime, limit: int
+    connection: asyncpg.Connection,
+    now: datetime,
+    limit: int,
+    watching_since: datetime | None,
 ) -> list[SilentJob]:
     """Fail up to ``limit`` jobs silent past their heartbeat timeout."""
-    old_rows = await connection.fetch(SELECT_TIMED_OUT, now, limit)
+    old_rows = await connection.fetch(SELECT_TIMED_OUT, now, limit, watching_since)
     if not old_rows:
         return []
 
@@ -127,10 +133,13 @@ async def fail_timed_out(
 
 
 async def flag_stalled(
-    connection: asyncpg.Connection, now: datetime, limit: int
+    connection: asyncpg.Connection,
+    now: datetime,
+    limit: int,
+    watching_since: datetime | None,
 ) -> list[SilentJob]:
     """Flag up to ``limit`` jobs silent past their stall timeout as stalled."""
-    old_rows = await connection.fetch(SELECT_STALLED, now, limit)
+    old_rows = await connection.fetch(SELECT_STALLED, now, limit, watching_since)
     if not old_rows:
         return []
 

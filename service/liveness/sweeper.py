@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,6 +23,9 @@ logger = structlog.get_logger(__name__)
 
 # Jobs of each kind changed per transaction, so one locks at most 1000 rows.
 BATCH_SIZE = 500
+# Sweeps further apart than this (or three intervals) mean the tracker or its database
+# was down, so silence is counted again from the next sweep.
+RESUME_GAP_SECONDS = 30.0
 # Maximum wait after consecutive failed sweeps, unless the interval is longer.
 BACKOFF_MAX_SECONDS = 60.0
 
@@ -57,6 +60,7 @@ class LivenessSweeper:
         interval_seconds: float,
         clock: Callable[[], datetime] | None = None,
         batch_size: int = BATCH_SIZE,
+        watching_since: datetime | None = None,
     ) -> None:
         if interval_seconds <= 0:
             raise ValueError(
@@ -68,6 +72,12 @@ class LivenessSweeper:
         self._interval = interval_seconds
         self._clock = clock
         self._batch_size = batch_size
+        # Silence is counted from this time at the earliest: the first sweep that
+        # reached the database, again after a gap in sweeps. Workers could not report
+        # while the tracker or its database was down, so they are not failed for it.
+        self._watching_since = watching_since
+        self._last_contact: datetime | None = None
+        self._gap = timedelta(seconds=max(3 * interval_seconds, RESUME_GAP_SECONDS))
 
     async def run(self) -> None:
         """Sweep every interval until cancelled, logging and retrying a failed sweep."""
@@ -120,12 +130,25 @@ class LivenessSweeper:
             driver_connection(self._engine) as connection,
             connection.transaction(),
         ):
+            now = await sweep_time(connection, clock_time)
+            since = self._watching(await sweep_time(connection, None))
             if not await try_sweep_lock(connection):
                 return None
-            now = await sweep_time(connection, clock_time)
-            failed = await fail_timed_out(connection, now, self._batch_size)
-            stalled = await flag_stalled(connection, now, self._batch_size)
+            failed = await fail_timed_out(connection, now, self._batch_size, since)
+            stalled = await flag_stalled(connection, now, self._batch_size, since)
         return _Batch(stalled=stalled, failed=failed)
+
+    def _watching(self, database_now: datetime) -> datetime:
+        """Return the time silence is counted from, restarting it after a gap."""
+        if self._last_contact is None:
+            restart = self._watching_since is None
+        else:
+            restart = database_now - self._last_contact > self._gap
+        if restart or self._watching_since is None:
+            self._watching_since = database_now
+            logger.info("liveness_watching", since=database_now.isoformat())
+        self._last_contact = database_now
+        return self._watching_since
 
     def _now(self) -> datetime | None:
         if self._clock is None:

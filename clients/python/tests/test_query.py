@@ -160,15 +160,42 @@ def test_summary_tolerates_newer_fields() -> None:
         "collection_id": 1,
         "total_jobs": 0,
         "by_status": {},
-        "stalled": 2,
-        "failures_last_24h": [{"exception_type": "ValueError", "count": 3}],
-        "processing_duration_last_24h": {"p50": 1.5, "p95": 9.0},
+        "a_field_from_a_newer_tracker": {"any": "shape"},
     }
     recorder = Recorder(httpx.Response(200, json=body))
     with client_for(recorder) as client:
         status = client.summary(1)
     assert status.total_jobs == 0
     assert status.by_status.pending == 0
+
+
+def test_summary_reads_liveness_fields() -> None:
+    body = {
+        "collection_id": 1,
+        "total_jobs": 0,
+        "by_status": {},
+        "stalled": 2,
+        "failures_last_24h": [
+            {
+                "exception_type": "ValueError",
+                "message": "Bad page <n>",
+                "count": 3,
+                "newest_job_id": 9,
+                "last_failed_at": "2026-12-04T10:00:00Z",
+            }
+        ],
+        "processing_duration_last_24h": {
+            "completed_jobs": 4,
+            "p50_seconds": 1.5,
+            "p95_seconds": 9.0,
+        },
+    }
+    recorder = Recorder(httpx.Response(200, json=body))
+    with client_for(recorder) as client:
+        status = client.summary(1)
+    assert status.stalled == 2
+    assert status.failures_last_24h[0].newest_job_id == 9
+    assert status.processing_duration_last_24h.p95_seconds == 9.0
 
 
 def test_summary_reads_counts() -> None:

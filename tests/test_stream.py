@@ -309,6 +309,17 @@ async def test_malformed_last_event_id_is_400(serve_app: ServeApp, value: str) -
     assert response.status_code == 400
 
 
+async def test_last_event_id_from_the_future_is_400(serve_app: ServeApp) -> None:
+    client = await serve_app()
+
+    response = await client.get(
+        COLLECTION_STREAM.format(collection=1),
+        headers={"Last-Event-ID": "9999999999-1"},
+    )
+
+    assert response.status_code == 400
+
+
 async def test_malformed_last_event_id_names_the_header(serve_app: ServeApp) -> None:
     client = await serve_app()
 

@@ -342,6 +342,25 @@ async def replay(
     return [Change.from_row(row) for row in rows]
 
 
+NEXT_TRANSACTION = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+
+
+async def check_not_ahead(engine: AsyncEngine, after: Cursor, source: str) -> None:
+    """Raise InvalidInput for a position no transaction of this database reached yet.
+
+    Such a position comes from another database, or from before a restore; a
+    stream resumed from it would wait for ever.
+    """
+    async with driver_connection(engine) as connection:
+        next_transaction: int = await connection.fetchval(NEXT_TRANSACTION)
+    if after.tx >= next_transaction:
+        raise InvalidInput(
+            f"Invalid {source}: {after} is ahead of this tracker's history, so it "
+            "comes from another database or from before a restore; reconnect "
+            "without it to start from the current state"
+        )
+
+
 async def has_rows_after(engine: AsyncEngine, job_id: int, after: Cursor) -> bool:
     """Tell whether the job has history after ``after``, readable yet or not."""
     async with driver_connection(engine) as connection:

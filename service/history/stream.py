@@ -22,6 +22,7 @@ from service.history.feed import (
     ChangeFeed,
     Cursor,
     Subscription,
+    check_not_ahead,
     has_rows_after,
     latest_of_job,
     replay,
@@ -77,12 +78,18 @@ _STREAM_DESCRIPTION = (
 )
 
 
-def _start_position(header: str | None, query: str | None) -> Cursor | None:
+async def _start_position(
+    engine: AsyncEngine, header: str | None, query: str | None
+) -> Cursor | None:
     if header is not None and header.strip():
-        return Cursor.parse(header, "Last-Event-ID header")
-    if query is not None and query.strip():
-        return Cursor.parse(query, "query parameter last_event_id")
-    return None
+        source, value = "Last-Event-ID header", header
+    elif query is not None and query.strip():
+        source, value = "query parameter last_event_id", query
+    else:
+        return None
+    after = Cursor.parse(value, source)
+    await check_not_ahead(engine, after, source)
+    return after
 
 
 def _feed(request: Request[Any, Any, Any]) -> ChangeFeed:
@@ -152,7 +159,7 @@ class StreamController(Controller):
         last_event_id: LastEventIdHeader = None,
         last_event_id_query: LastEventIdQuery = None,
     ) -> Stream | Response[None]:
-        after = _start_position(last_event_id, last_event_id_query)
+        after = await _start_position(engine, last_event_id, last_event_id_query)
         job = await jobs.get(collection_id, job_id)
         # A final row that is committed but not yet readable still counts as new.
         if (
@@ -236,7 +243,7 @@ class StreamController(Controller):
         last_event_id: LastEventIdHeader = None,
         last_event_id_query: LastEventIdQuery = None,
     ) -> Stream:
-        after = _start_position(last_event_id, last_event_id_query)
+        after = await _start_position(engine, last_event_id, last_event_id_query)
         keepalive = request.app.state.settings.stream_keepalive_seconds
         return _event_stream(
             self._collection_events(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,9 +13,11 @@ from contextlib import contextmanager
 import msgspec
 import structlog
 import uvicorn
+from litestar import Litestar
 
 from service.app import create_app
 from service.config import ConfigError, Settings, load_settings, validate
+from service.history.feed import ChangeFeed
 from service.logging import configure_logging
 from service.store import migrate
 from service.store.embedded import EmbeddedPostgres
@@ -29,7 +32,10 @@ environment:
   TRACKER_DATA_DIR        data directory of the embedded PostgreSQL
   TRACKER_API_TOKENS      comma-separated bearer tokens for queries, streams, retry
                           and cancel; NAME:TOKEN names one in the job history
-  TRACKER_WORKER_TOKENS   comma-separated bearer tokens for registration and events
+  TRACKER_WORKER_TOKENS   comma-separated bearer tokens for registration and events;
+                          NAME:TOKEN as above
+  TRACKER_HOST, TRACKER_PORT
+                          bind address and port (default 127.0.0.1, 8080)
   TRACKER_STALL_TIMEOUT_SECONDS, TRACKER_HEARTBEAT_TIMEOUT_SECONDS
                           silence before a processing job shows stalled (60) and
                           before it is failed (600)
@@ -94,7 +100,7 @@ class _Stopped(Exception):
     """SIGINT or SIGTERM arrived after the HTTP server shut down."""
 
 
-# Open event streams are cut this long into a shutdown, and their clients reconnect.
+# Streams still open this long into a shutdown are cut, and their clients reconnect.
 STREAM_SHUTDOWN_GRACE_SECONDS = 3
 
 
@@ -102,9 +108,28 @@ def _stop_on_signal(signum: int, frame: object) -> None:
     raise _Stopped(signal.Signals(signum).name)
 
 
+class _StreamEndingServer(uvicorn.Server):
+    """A uvicorn server that ends the open event streams when shutdown begins.
+
+    Uvicorn waits for open responses before it runs the lifespan shutdown, so
+    streams that end first let it finish at once, without cancelling them.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        feed: ChangeFeed | None = self._app.state.get("feed")
+        if feed is not None:
+            feed.end_streams()
+        await super().shutdown(sockets=sockets)
+
+
 def _serve(settings: Settings) -> None:
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -121,7 +146,7 @@ def _serve(settings: Settings) -> None:
     signal.signal(signal.SIGINT, _stop_on_signal)
     logger.info("http_server_starting", host=settings.host, port=settings.port)
     try:
-        uvicorn.Server(config).run()
+        _StreamEndingServer(config, app).run()
     except _Stopped as stopped:
         logger.info("http_server_stopped", signal=str(stopped))
 

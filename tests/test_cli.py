@@ -89,6 +89,23 @@ def test_serve_stops_database_on_sigterm(
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
 
 
+def test_sigterm_ends_open_streams_quietly(
+    served: tuple[str, subprocess.Popen[bytes], Path],
+) -> None:
+    url, process, _ = served
+    with httpx.stream("GET", f"{url}/collections/1/ingestion-stream") as stream:
+        lines = stream.iter_lines()
+        next(lines)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        rest = list(lines)
+        ended_after = time.monotonic() - started
+    output, _ = process.communicate(timeout=30)
+    assert ended_after < 2.5, rest
+    assert b"timeout graceful shutdown exceeded" not in output
+    assert process.returncode == 0, output.decode()
+
+
 def test_serve_logs_auth_disabled_on_loopback(
     served: tuple[str, subprocess.Popen[bytes], Path],
 ) -> None:

@@ -196,18 +196,22 @@ class ChangeFeed:
         ]
         logger.info("change_feed_started", cursor=str(self._cursor))
 
+    def end_streams(self) -> None:
+        """End every open stream after what it sent, and each one opened from now."""
+        self._stopped = True
+        for subscriptions in self._by_collection.values():
+            for subscription in subscriptions:
+                subscription.close()
+        self._by_collection.clear()
+
     async def stop(self) -> None:
         """Stop reading and end every open stream."""
-        self._stopped = True
+        self.end_streams()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for subscriptions in self._by_collection.values():
-            for subscription in subscriptions:
-                subscription.close()
-        self._by_collection.clear()
         logger.info("change_feed_stopped", cursor=str(self._cursor))
 
     def subscribe(self, collection_id: int, job_id: int | None) -> Subscription:

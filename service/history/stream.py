@@ -10,6 +10,7 @@ import msgspec
 import structlog
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -147,7 +148,14 @@ class StreamController(Controller):
         "failed, cancelled or deleted. A reconnect to a finished job with nothing "
         "new gets 204, which stops browsers from reconnecting. " + _STREAM_DESCRIPTION,
         media_type=EVENT_STREAM,
-        responses={**errors(400, 401, 403, 404, 503)},
+        responses={
+            204: ResponseSpec(
+                None,
+                description="The job is finished and nothing changed after "
+                "Last-Event-ID.",
+            ),
+            **errors(400, 401, 403, 404, 503),
+        },
     )
     async def stream_job(
         self,

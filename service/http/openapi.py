@@ -40,7 +40,8 @@ COMPONENTS = Components(
         "api_token": SecurityScheme(
             type="http",
             scheme="bearer",
-            description="A token of TRACKER_API_TOKENS: queries, retry and cancel.",
+            description="A token of TRACKER_API_TOKENS: queries, streams, retry and "
+            "cancel.",
         ),
         "worker_token": SecurityScheme(
             type="http",

@@ -320,6 +320,17 @@ async def test_last_event_id_from_the_future_is_400(serve_app: ServeApp) -> None
     assert response.status_code == 400
 
 
+async def test_non_ascii_digits_in_position_are_400(serve_app: ServeApp) -> None:
+    client = await serve_app()
+
+    response = await client.get(
+        COLLECTION_STREAM.format(collection=1),
+        params={"last_event_id": "\uff11-\uff12"},
+    )
+
+    assert response.status_code == 400
+
+
 async def test_malformed_last_event_id_names_the_header(serve_app: ServeApp) -> None:
     client = await serve_app()
 

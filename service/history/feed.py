@@ -35,7 +35,7 @@ READ_BATCH = 1000
 DEFERRED_POLL_SECONDS = 0.02
 LISTEN_RETRY_MAX_SECONDS = 10.0
 
-_CURSOR = re.compile(r"(\d{1,19})-(\d{1,19})")
+_CURSOR = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
 _HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 _ROW_COLUMNS = "tx, id, job_id, collection_id, status::text AS status, job::text AS job"
 

@@ -14,7 +14,7 @@ import contextlib
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
@@ -96,6 +96,11 @@ class Cursor:
 START: Final = Cursor(0, 0)
 
 
+def sse_message(cursor: Cursor, job_json: str) -> bytes:
+    """Encode one server-sent event: the history position as id, the job as data."""
+    return f"id: {cursor}\ndata: {job_json}\n\n".encode()
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One history row, ready to send: its position, job and SSE message bytes."""
@@ -106,14 +111,10 @@ class Change:
     status: str
     message: bytes
 
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Change:
         cursor = Cursor(row["tx"], row["id"])
-        message = f"id: {cursor}\ndata: {row['job']}\n\n".encode()
+        message = sse_message(cursor, row["job"])
         return cls(cursor, row["job_id"], row["collection_id"], row["status"], message)
 
 
@@ -130,14 +131,12 @@ class Subscription:
     job_id: int | None
     buffer: asyncio.Queue[Change | None]
     overflowed: bool = False
-    delivered: int = field(default=0)
 
     def offer(self, change: Change) -> None:
         if self.overflowed:
             return
         try:
             self.buffer.put_nowait(change)
-            self.delivered += 1
         except asyncio.QueueFull:
             self.close()
 
@@ -179,10 +178,6 @@ class ChangeFeed:
     def cursor(self) -> Cursor:
         """The position of the last row this feed handed out."""
         return self._cursor
-
-    @property
-    def subscriptions(self) -> int:
-        return sum(len(subs) for subs in self._by_collection.values())
 
     async def start(self) -> None:
         """Start at the newest readable row; listen and read in the background."""
@@ -301,7 +296,7 @@ class ChangeFeed:
             if failures:
                 logger.info("change_feed_listening_again", after_failures=failures)
             failures = 0
-            # Rows committed while nobody listened are read now.
+            # Read the rows committed while the listener was disconnected.
             self.wake()
             try:
                 await lost.wait()

@@ -27,6 +27,7 @@ from service.history.feed import (
     has_rows_after,
     latest_of_job,
     replay,
+    sse_message,
 )
 from service.http.openapi import API_SECURITY, errors
 from service.jobs.schemas import Job
@@ -42,7 +43,7 @@ OPENING = f"retry: {RECONNECT_MILLISECONDS}\n\n".encode()
 KEEPALIVE = b": keep-alive\n\n"
 STREAM_HEADERS = {
     "Cache-Control": "no-cache",
-    # nginx buffers responses unless told otherwise, which would hold events back.
+    # nginx buffers responses without this header, which would hold events back.
     "X-Accel-Buffering": "no",
 }
 
@@ -202,13 +203,9 @@ class StreamController(Controller):
             if after is None:
                 latest = await latest_of_job(engine, job.id)
                 if latest is None:
-                    # No readable history yet: the job as read, at the very start.
+                    # No readable history yet, so the job as read, at the very start.
                     after, status = START, str(job.status)
-                    yield (
-                        f"id: {START}\ndata: ".encode()
-                        + msgspec.json.encode(job)
-                        + b"\n\n"
-                    )
+                    yield sse_message(START, msgspec.json.encode(job).decode())
                 else:
                     after, status = latest.cursor, latest.status
                     yield latest.message

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import msgspec
 import platformdirs
 
-# The longest stall or heartbeat timeout, a week; a job silent for longer is lost.
+# The maximum stall or heartbeat timeout: one week, because a job silent for longer
+# is lost.
 TIMEOUT_MAX_SECONDS = 7 * 24 * 3600
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 

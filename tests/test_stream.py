@@ -144,7 +144,7 @@ async def test_job_stream_sends_content_type_event_stream(serve_app: ServeApp) -
     assert content_type.startswith("text/event-stream")
 
 
-async def test_job_stream_starts_with_the_job_as_it_is(serve_app: ServeApp) -> None:
+async def test_job_stream_starts_with_job(serve_app: ServeApp) -> None:
     client = await serve_app()
     job = await register(client)
 
@@ -279,7 +279,7 @@ async def test_reconnect_with_query_parameter(serve_app: ServeApp) -> None:
     assert [m.job["status"] for m in missed] == ["completed"]
 
 
-async def test_reconnect_to_finished_job_with_nothing_new_is_204(
+async def test_finished_job_reconnect_is_204(
     serve_app: ServeApp,
 ) -> None:
     client = await serve_app()
@@ -443,7 +443,7 @@ async def test_other_replica_sees_every_change(serve_app: ServeApp) -> None:
     assert len(changes) == 5
 
 
-async def test_changes_keep_job_order_when_an_older_transaction_waits(
+async def test_job_order_survives_lock_wait(
     serve_app: ServeApp, database_url: str
 ) -> None:
     """A batch that got its transaction id first but waited for the job's lock."""

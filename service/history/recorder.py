@@ -26,7 +26,7 @@ TRACKER_ACTOR = "tracker"
 # other, so a job reporting progress 100 times a second keeps one row a second.
 RATE_BOUNDED_TYPES = frozenset({"progress", "heartbeat"})
 RATE_WINDOW = "1 second"
-# Fields that change with nearly every event and say nothing on their own.
+# Fields that change with nearly every event, so listing them adds no information.
 _UNTRACKED_FIELDS = frozenset({"updated_at", "last_event_at"})
 _JOB_FIELDS = tuple(
     field for field in Job.__struct_fields__ if field not in _UNTRACKED_FIELDS
@@ -81,12 +81,12 @@ REPLACE_OR_APPEND = _REPLACE_OR_APPEND.format(
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What made a job change, as the history names it."""
+    """The cause of a job change: its history type, actor, seq and time."""
 
     type: str
     actor: str
     seq: int | None = None
-    # When it happened as the reporter says; the database clock if None.
+    # The reporter's time of the change, or the database clock when None.
     occurred_at: datetime | None = None
 
 

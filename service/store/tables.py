@@ -157,7 +157,7 @@ sa.Index(
 # One row per recorded change of a job: worker events, operator actions and the
 # tracker's own (stall flag, heartbeat timeout, failed forwarding). Streams read it in
 # (tx, id) order. tx is the writing transaction's id, raised where needed so that a
-# job's rows follow each other; a reader takes only rows whose tx is below the oldest
+# job's rows follow each other. A reader takes only rows whose tx is below the oldest
 # running transaction, so its cursor never passes a row that commits later.
 # Progress and heartbeat rows of a job within one second replace each other.
 history = sa.Table(

@@ -78,7 +78,7 @@ class Body(httpx.SyncByteStream, httpx.AsyncByteStream):
 
 
 class ScriptedTracker:
-    """Respond to request n with answer n, repeating the last, and record both."""
+    """Return response n to request n, repeating the last, and record both."""
 
     def __init__(self, *answers: Answer) -> None:
         self.answers = list(answers)
@@ -103,7 +103,7 @@ class ScriptedTracker:
 def stream(
     *messages: str, drop: bool = False, hold: bool = False, retry: int | None = 0
 ) -> Answer:
-    """Build an answer that sends an event stream of ``messages``, one per chunk.
+    """Build a response that sends an event stream of ``messages``, one per chunk.
 
     ``retry`` is sent first, 0 by default so reconnects in tests do not wait.
     """

@@ -231,8 +231,8 @@ class WatchState:
     def stream_ended(self, error: TrackerError | None, received: bool) -> None:
         """Schedule the reconnect after an event stream ended or broke off.
 
-        ``received`` tells whether the connection delivered a message; one that did
-        not counts as a failure.
+        ``received`` is True when the connection delivered a message. A connection
+        that delivered none counts as a failure.
         """
         if self.done:
             return
@@ -384,8 +384,8 @@ class WatchState:
 
 
 class ChangeFilter:
-    """Which jobs of a list sorted by ``updated_at`` descending changed since the last
-    poll.
+    """A detector of the jobs, in a list sorted by ``updated_at`` descending, that
+    changed since the last poll.
 
     It keeps the newest ``updated_at`` seen and the ids of the jobs that have it, so
     its memory does not grow with the collection. The first poll only sets this
